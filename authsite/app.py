@@ -1,0 +1,203 @@
+"""AuthSite: wires settings, database, middleware, routers and handlers into a FastAPI app."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from authsite import accounts, errors, guards, sessions
+from authsite.body_limit import BodyLimitMiddleware
+from authsite.config import Settings
+from authsite.csrf import Csrf
+from authsite.db import Database
+from authsite.headers import SecurityHeadersMiddleware
+from authsite.middleware import AuthMiddleware
+from authsite.passwords import PasswordHasher
+from authsite.secret_key import load_or_create_secret_key
+from authsite.templating import Pages, resource_dir
+from authsite.web.api import api_router
+from authsite.web.auth import auth_router
+from authsite.web.deps import checked_form
+from authsite.web.pages import health_router, home_router
+
+log = logging.getLogger("authsite")
+
+PURGE_INTERVAL_SECONDS = 300
+ADMIN_SCOPES = ("authenticated", "admin", "super")
+LIMITED_BODY_PREFIXES = ("/auth/", "/account", "/admin", "/api/")
+
+
+class AuthSite:
+    """Login, sessions and permissions for one FastAPI app: `AuthSite(Settings()).install(app)`."""
+
+    logged_in = staticmethod(guards.logged_in)
+    already_logged_in = staticmethod(guards.already_logged_in)
+    admin_user = staticmethod(guards.admin_user)
+    super_user = staticmethod(guards.super_user)
+    require = staticmethod(guards.require)
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        templates_dir: Path | None = None,
+        static_path: str = "/static",
+        security_headers: bool = True,
+        site_name: str = "authsite",
+    ):
+        self.settings = settings
+        self.static_path = static_path.rstrip("/")
+        self.security_headers = security_headers
+        self.lifetimes = sessions.Lifetimes.from_seconds(
+            idle=settings.session_idle_seconds,
+            max=settings.session_max_seconds,
+            remember=settings.remember_seconds,
+        )
+        self.hasher = PasswordHasher()
+        self.pages = Pages(templates_dir=templates_dir, static_path=self.static_path, site_name=site_name)
+        self.checked_form = checked_form(lambda: self.csrf)
+        self.database: Database | None = None
+        self.csrf: Csrf | None = None
+        self._purger: asyncio.Task | None = None
+
+    def install(self, app: FastAPI) -> None:
+        """Add authsite to `app`: lifespan, middleware, routes, static files, handlers."""
+        app.state.authsite = self
+        _chain_lifespan(app, self.lifespan)
+        app.add_middleware(
+            AuthMiddleware, lookup=self.lookup, cookie_secure=self.settings.cookie_secure,
+            skip_prefixes=(self.static_path + "/",),
+        )
+        app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
+        app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
+        app.mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static")
+        for router in (auth_router(self), api_router(self), health_router(self)):
+            app.include_router(router)
+        errors.install_handlers(app, self.pages.render)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        key = self.settings.secret_key
+        secret = key.get_secret_value() if key else load_or_create_secret_key(self.settings.data_dir)
+        self.csrf = Csrf(secret, cookie_secure=self.settings.cookie_secure)
+        self.pages.csrf = self.csrf
+        self.database = Database(self.settings.resolved_database_url)
+        await self.database.create_schema()
+        await self._bootstrap_admin()
+        self._purger = asyncio.create_task(self._purge_expired_sessions_forever())
+
+    async def stop(self) -> None:
+        if self._purger:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        if self.database:
+            await self.database.dispose()
+
+    async def lookup(self, token: str) -> sessions.ActiveSession | None:
+        return await sessions.get_user_by_session_token(
+            engine=self.database.engine, token=token, lifetimes=self.lifetimes
+        )
+
+    async def db_session(self):
+        async with self.database.sessionmaker() as db:
+            yield db
+
+    async def _bootstrap_admin(self) -> None:
+        name, password = self.settings.admin_username, self.settings.admin_password
+        if not name or not password:
+            return
+        async with self.database.sessionmaker() as db:
+            if await accounts.get_user_by_username(db, name):
+                return
+            try:
+                await accounts.create_user(
+                    db=db, hasher=self.hasher, username=name,
+                    password=password.get_secret_value(), scopes=ADMIN_SCOPES,
+                )
+            except accounts.AccountError as exc:
+                if exc.message == accounts.USERNAME_TAKEN:
+                    return  # another worker created it first
+                raise StartupError(f"AUTHSITE_ADMIN_{exc.field.upper()}: {exc.message}") from None
+        log.info("created admin user %r from AUTHSITE_ADMIN_USERNAME", name)
+
+    async def _purge_expired_sessions_forever(self) -> None:
+        while True:
+            try:
+                await sessions.purge_expired(engine=self.database.engine)
+            except SQLAlchemyError:
+                log.warning("could not purge expired sessions; will retry", exc_info=True)
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+
+
+class StartupError(Exception):
+    """A setting that passed validation but cannot work (e.g. a weak admin password)."""
+
+
+def create_app(settings: Settings | None = None, **site_options) -> FastAPI:
+    """The standalone authsite site that `python run.py` serves."""
+    settings = settings or Settings()
+    app = FastAPI(title="authsite", docs_url=None, redoc_url=None)
+    site = AuthSite(settings, **site_options)
+    site.install(app)
+    app.include_router(home_router(site))
+    _install_error_pages(app, site)
+    return app
+
+
+def _install_error_pages(app: FastAPI, site: AuthSite) -> None:
+    """HTML error pages for the standalone site; JSON stays JSON for API calls."""
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if errors.is_api_request(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        context = {"title": _TITLES.get(exc.status_code, "Something went wrong"), "message": exc.detail}
+        return site.pages.render(request, "error.html", context, status_code=exc.status_code)
+
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if errors.is_api_request(request):
+            return JSONResponse({"detail": jsonable_errors(exc)}, status_code=422)
+        context = {"title": "Invalid request", "message": "; ".join(_messages(exc))}
+        return site.pages.render(request, "error.html", context, status_code=422)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+_TITLES = {400: "Bad request", 404: "Page not found", 405: "Method not allowed", 413: "Too large", 415: "Wrong form type"}
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+
+
+def _messages(exc: RequestValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+
+
+def _chain_lifespan(app: FastAPI, outer) -> None:
+    """Run authsite's startup around whatever lifespan the app already has."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: FastAPI):
+        async with outer(app_):
+            async with inner(app_) as state:
+                yield state
+
+    app.router.lifespan_context = lifespan

@@ -1,0 +1,173 @@
+"""`python run.py [command]`: serve the site, or manage users from the shell."""
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from authsite import accounts
+from authsite.config import Settings
+from authsite.db import Database
+from authsite.models import DEFAULT_SCOPES
+from authsite.passwords import PasswordHasher
+
+EXIT_FAILED = 1
+EXIT_BAD_SETTINGS = 2
+
+
+class CommandFailed(Exception):
+    """Ends a command with one line on stderr and exit status 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"authsite: {describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    try:
+        return args.handler(settings, args) or 0
+    except CommandFailed as exc:
+        print(f"authsite: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """One line naming each invalid variable and what is wrong with it."""
+    problems = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            problems.append(f"invalid setting AUTHSITE_{str(error['loc'][0]).upper()}: {message}")
+        else:
+            problems.append(f"invalid settings: {message}")
+    return "; ".join(problems)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="authsite: serve the site (the default) or manage users."
+    )
+    parser.set_defaults(handler=serve)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve_cmd = commands.add_parser("serve", help="serve the site on AUTHSITE_HOST:AUTHSITE_PORT (default)")
+    serve_cmd.set_defaults(handler=serve)
+
+    create = commands.add_parser("create-user", help="create a user")
+    create.add_argument("name")
+    create.add_argument("--email")
+    create.add_argument("--scope", action="append", default=[], help="extra scope, e.g. admin or super; repeatable")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.set_defaults(handler=create_user)
+
+    set_pw = commands.add_parser("set-password", help="set a user's password and end their sessions")
+    set_pw.add_argument("name")
+    set_pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    set_pw.set_defaults(handler=set_password)
+    return parser
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from authsite.app import create_app
+
+    # Start once before serving so a bad database URL, key file or admin
+    # password ends in one clear line rather than a server traceback.
+    _run(settings, _start_and_stop_site(settings))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def create_user(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_new_password(args.password_stdin)
+    scopes = [*DEFAULT_SCOPES, *args.scope]
+
+    async def create(db: Database, hasher: PasswordHasher) -> None:
+        async with db.sessionmaker() as session:
+            user = await accounts.create_user(
+                db=session, hasher=hasher, username=args.name, password=password, email=args.email, scopes=scopes
+            )
+        print(f"created user {user.username!r} (id {user.id}) with scopes {', '.join(user.scopes)}")
+
+    _run_with_database(settings, create)
+    return 0
+
+
+def set_password(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_new_password(args.password_stdin)
+
+    async def change(db: Database, hasher: PasswordHasher) -> None:
+        async with db.sessionmaker() as session:
+            user = await accounts.get_user_by_username(session, args.name)
+            if user is None:
+                raise CommandFailed(f"no user named {args.name!r}")
+            await accounts.set_password(db=session, hasher=hasher, user=user, password=password)
+        print(f"password changed for {user.username!r}; their sessions have ended")
+
+    _run_with_database(settings, change)
+    return 0
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != password:
+        raise CommandFailed("the two passwords differ")
+    return password
+
+
+async def _start_and_stop_site(settings: Settings) -> None:
+    from authsite.app import AuthSite
+
+    site = AuthSite(settings)
+    try:
+        await site.start()
+    finally:
+        await site.stop()
+
+
+def _run_with_database(settings: Settings, work: Callable[[Database, PasswordHasher], Awaitable[None]]) -> None:
+    async def run() -> None:
+        db, hasher = Database(settings.resolved_database_url), PasswordHasher()
+        try:
+            await db.create_schema()
+            await work(db, hasher)
+        finally:
+            hasher.close()
+            await db.dispose()
+
+    _run(settings, run())
+
+
+def _run(settings: Settings, work: Awaitable[None]) -> None:
+    from authsite.app import StartupError
+
+    try:
+        asyncio.run(work)
+    except StartupError as exc:
+        raise CommandFailed(str(exc)) from None
+    except accounts.AccountError as exc:
+        raise CommandFailed(f"{exc.field}: {exc.message}") from None
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        raise CommandFailed(f"cannot open the database {_safe_url(settings)}: {_first_line(exc)}") from None
+
+
+def _safe_url(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

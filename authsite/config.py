@@ -1,0 +1,76 @@
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Accepted spellings of a database URL, mapped to the async driver we run them on.
+DRIVER_FOR_SCHEME = {
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+}
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set, read from AUTHSITE_* variables and `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTHSITE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    session_idle_seconds: int = Field(3600, ge=60)
+    session_max_seconds: int = Field(43200, ge=60)
+    remember_seconds: int = Field(2592000, ge=60)
+    cookie_secure: Literal["auto", "true", "false"] = "auto"
+
+    allow_signup: bool = True
+    smtp_url: str | None = None
+    login_max_failures: int = Field(10, ge=1)
+    login_window_seconds: int = Field(180, ge=1)
+
+    admin_username: str | None = None
+    admin_password: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in DRIVER_FOR_SCHEME:
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return f"{DRIVER_FOR_SCHEME[scheme.lower()]}://{rest}"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (or unset, to generate one)")
+        return key
+
+    @model_validator(mode="after")
+    def _admin_pair(self) -> "Settings":
+        if (self.admin_username is None) != (self.admin_password is None):
+            raise ValueError(
+                "AUTHSITE_ADMIN_USERNAME and AUTHSITE_ADMIN_PASSWORD must be set together"
+            )
+        if self.session_idle_seconds > self.session_max_seconds:
+            raise ValueError(
+                "AUTHSITE_SESSION_IDLE_SECONDS must not exceed AUTHSITE_SESSION_MAX_SECONDS"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'authsite.db'}"

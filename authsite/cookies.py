@@ -1,0 +1,75 @@
+"""The session and CSRF cookies: names, flags, reading. Every cookie decision lives here."""
+
+from starlette.responses import Response
+
+SESSION_COOKIE = "session"
+# The __Host- prefix makes browsers refuse the cookie unless it is Secure,
+# has Path=/ and no Domain, so a sibling subdomain cannot plant one.
+SECURE_SESSION_COOKIE = "__Host-session"
+CSRF_COOKIE = "csrftoken"
+SECURE_CSRF_COOKIE = "__Host-csrftoken"
+MAX_COOKIE_HEADER_BYTES = 8192
+
+
+def is_secure(scope, setting: str) -> bool:
+    """Whether cookies for this request get the Secure flag (`auto`: when it came over https)."""
+    if setting == "auto":
+        return scope.get("scheme") in ("https", "wss")
+    return setting == "true"
+
+
+def session_cookie_name(secure: bool) -> str:
+    return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
+
+
+def csrf_cookie_name(secure: bool) -> str:
+    return SECURE_CSRF_COOKIE if secure else CSRF_COOKIE
+
+
+def read_cookie(scope, name: str) -> str | None:
+    """One cookie's value from the raw header; an oversized or garbled header reads as absent."""
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            if len(value) > MAX_COOKIE_HEADER_BYTES:
+                return None
+            found = _find(value.decode("latin-1"), name)
+            if found is not None:
+                return found
+    return None
+
+
+def _find(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value.strip().strip('"')
+    return None
+
+
+def set_session_cookie(response: Response, token: str, *, secure: bool, max_age: int | None) -> None:
+    """`max_age=None` makes a browser-session cookie (no "remember me")."""
+    response.set_cookie(
+        session_cookie_name(secure),
+        token,
+        max_age=max_age,
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_session_cookie(response: Response, *, secure: bool) -> None:
+    response.delete_cookie(session_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax")
+
+
+def set_csrf_cookie(response: Response, value: str, *, secure: bool) -> None:
+    response.set_cookie(
+        csrf_cookie_name(secure), value, path="/", secure=secure, httponly=True, samesite="lax"
+    )
+
+
+def clear_csrf_cookie(response: Response, *, secure: bool) -> None:
+    response.delete_cookie(csrf_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax")
+
+

@@ -1,0 +1,67 @@
+"""Typed refusals, and the handlers that turn them into redirects, pages or JSON."""
+
+from collections.abc import Callable, Sequence
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from authsite.csrf import CsrfFailed
+
+LOGIN_PATH = "/auth/login"
+API_PREFIX = "/api/"
+
+
+class NotLoggedIn(Exception):
+    pass
+
+
+class AlreadyLoggedIn(Exception):
+    pass
+
+
+class PermissionMissing(Exception):
+    def __init__(self, scopes: Sequence[str]):
+        super().__init__(", ".join(scopes))
+        self.scopes = list(scopes)
+
+
+Render = Callable[..., Response]
+
+
+def is_api_request(request: Request) -> bool:
+    """API callers get JSON answers and never a redirect."""
+    if request.url.path.startswith(API_PREFIX):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def install_handlers(app: FastAPI, render: Render) -> None:
+    async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
+        if is_api_request(request):
+            return JSONResponse({"detail": "Not logged in."}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"{LOGIN_PATH}?next={quote(target, safe='')}", status_code=303)
+
+    async def already_logged_in(request: Request, exc: AlreadyLoggedIn) -> Response:
+        if is_api_request(request):
+            return JSONResponse({"detail": "Already logged in."}, status_code=409)
+        return RedirectResponse("/", status_code=303)
+
+    async def permission_missing(request: Request, exc: PermissionMissing) -> Response:
+        names = ", ".join(exc.scopes)
+        if is_api_request(request):
+            return JSONResponse({"detail": f"Missing permission: {names}."}, status_code=403)
+        return render(request, "forbidden.html", {"missing": exc.scopes}, status_code=403)
+
+    async def csrf_failed(request: Request, exc: CsrfFailed) -> Response:
+        message = "This request did not come from a page of this site, or the form is out of date. Reload the page and try again."
+        if is_api_request(request):
+            return JSONResponse({"detail": message}, status_code=403)
+        return render(request, "error.html", {"title": "Request refused", "message": message}, status_code=403)
+
+    app.add_exception_handler(NotLoggedIn, not_logged_in)
+    app.add_exception_handler(AlreadyLoggedIn, already_logged_in)
+    app.add_exception_handler(PermissionMissing, permission_missing)
+    app.add_exception_handler(CsrfFailed, csrf_failed)

@@ -1,0 +1,48 @@
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Integer
+from sqlmodel import Field, SQLModel
+
+DEFAULT_SCOPES = ["authenticated"]
+
+
+def utcnow() -> datetime:
+    # SQLModel stores aware datetimes as UTC on every database and reads them back aware.
+    return datetime.now(timezone.utc)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=32)
+    # NFKC + case-folded form; the unique index is what makes `Alice` and
+    # `ＡＬＩＣＥ` one account, even under simultaneous sign-ups.
+    username_key: str = Field(max_length=64, unique=True, index=True)
+    first_name: str | None = Field(default=None, max_length=50)
+    last_name: str | None = Field(default=None, max_length=50)
+    email: str | None = Field(default=None, max_length=254, unique=True, index=True)
+    password_hash: str = Field(max_length=255)
+    scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), sa_column=Column(JSON, nullable=False))
+    is_active: bool = True
+    info: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    last_login_at: datetime | None = None
+
+
+class Session(SQLModel, table=True):
+    __tablename__ = "session"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Only the SHA-256 of the cookie token is stored: a leaked table opens no session.
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=512)
+    remember: bool = False

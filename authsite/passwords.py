@@ -1,0 +1,72 @@
+import asyncio
+import os
+from functools import cache
+from concurrent.futures import ThreadPoolExecutor
+
+from passlib.context import CryptContext
+from passlib.exc import UnknownHashError
+
+# OWASP's minimum for argon2id: 19 MiB, 2 passes, 1 lane. Raising these later
+# is safe: logins rehash outdated hashes (`deprecated="auto"`).
+ARGON2_MEMORY_KIB = 19456
+ARGON2_TIME_COST = 2
+ARGON2_PARALLELISM = 1
+MAX_PASSWORD_CHARS = 1024
+
+CONTEXT = CryptContext(
+    schemes=["argon2"],
+    deprecated="auto",
+    argon2__type="ID",
+    argon2__memory_cost=ARGON2_MEMORY_KIB,
+    argon2__time_cost=ARGON2_TIME_COST,
+    argon2__parallelism=ARGON2_PARALLELISM,
+)
+
+
+@cache
+def _dummy_hash() -> str:
+    # Verified against when the username is unknown, so that costs the same work
+    # as a wrong password and response times do not reveal which accounts exist.
+    return CONTEXT.hash("authsite dummy password")
+
+
+class PasswordHasher:
+    """Hashing off the event loop, at most `workers` at once; queued calls wait their turn."""
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="authsite-hash")
+
+    async def hash(self, password: str) -> str:
+        return await self._run(CONTEXT.hash, password)
+
+    async def verify(self, password: str, stored_hash: str) -> tuple[bool, str | None]:
+        """(matches, new hash if the stored one is outdated)."""
+        if not _is_hashable(password):
+            # Still spend the work, so an odd password is not a timing oracle.
+            await self._run(CONTEXT.verify, "x", _dummy_hash())
+            return False, None
+        try:
+            return await self._run(CONTEXT.verify_and_update, password, stored_hash)
+        except (UnknownHashError, ValueError):
+            return False, None
+
+    async def dummy_verify(self, password: str) -> None:
+        await self.verify(password, _dummy_hash())
+
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _is_hashable(password: str) -> bool:
+    if not 0 < len(password) <= MAX_PASSWORD_CHARS:
+        return False
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+

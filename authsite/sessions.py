@@ -1,0 +1,165 @@
+"""Server-side sessions: start, find by token, slide, end, purge. No HTTP here."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from authsite import tokens
+from authsite.models import Session, User, utcnow
+
+# Sliding the idle expiry costs a write; do it at most this often per session.
+MAX_TOUCH_INTERVAL = timedelta(seconds=60)
+USER_AGENT_MAX_CHARS = 512
+
+_session = Session.__table__
+_user = User.__table__
+
+# The hot path: one indexed lookup by token hash, joined to its active user.
+_LOOKUP = (
+    select(
+        _session.c.id,
+        _session.c.user_id,
+        _session.c.created_at,
+        _session.c.last_seen_at,
+        _session.c.remember,
+        _user.c.username,
+        _user.c.scopes,
+        _user.c.email,
+        _user.c.first_name,
+        _user.c.last_name,
+    )
+    .join(_user, _user.c.id == _session.c.user_id)
+)
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    idle: timedelta
+    max: timedelta
+    remember: timedelta
+
+    @classmethod
+    def from_seconds(cls, *, idle: int, max: int, remember: int) -> "Lifetimes":
+        return cls(timedelta(seconds=idle), timedelta(seconds=max), timedelta(seconds=remember))
+
+    @property
+    def touch_interval(self) -> timedelta:
+        return min(MAX_TOUCH_INTERVAL, self.idle / 2)
+
+    def expiry(self, *, created_at: datetime, now: datetime, remember: bool) -> datetime:
+        """Idle expiry slides with use but never passes the absolute limit."""
+        if remember:
+            return created_at + self.remember
+        return min(now + self.idle, created_at + self.max)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSession:
+    """What one lookup tells the middleware about the visitor."""
+
+    id: int
+    user_id: int
+    token_hash: str
+    created_at: datetime
+    remember: bool
+    username: str
+    scopes: list[str]
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+
+
+async def start_session(
+    *,
+    db: AsyncSession,
+    user_id: int,
+    lifetimes: Lifetimes,
+    remember: bool = False,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """A new session row; returns the token for the cookie (never stored)."""
+    token = tokens.new_token()
+    now = utcnow()
+    db.add(
+        Session(
+            token_hash=tokens.hash_token(token),
+            user_id=user_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=lifetimes.expiry(created_at=now, now=now, remember=remember),
+            ip=ip,
+            user_agent=(user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
+            remember=remember,
+        )
+    )
+    await db.commit()
+    return token
+
+
+async def get_user_by_session_token(
+    *, engine: AsyncEngine, token: str, lifetimes: Lifetimes
+) -> ActiveSession | None:
+    if not tokens.is_well_formed(token):
+        return None
+    token_hash = tokens.hash_token(token)
+    now = utcnow()
+    statement = _LOOKUP.where(
+        _session.c.token_hash == token_hash,
+        _session.c.expires_at > now,
+        _user.c.is_active.is_(True),
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(statement)).first()
+    if row is None:
+        return None
+    if now - row.last_seen_at >= lifetimes.touch_interval:
+        await _touch(engine, row, now, lifetimes)
+    return ActiveSession(
+        id=row.id,
+        user_id=row.user_id,
+        token_hash=token_hash,
+        created_at=row.created_at,
+        remember=row.remember,
+        username=row.username,
+        scopes=list(row.scopes or ()),
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+    )
+
+
+async def _touch(engine: AsyncEngine, row, now: datetime, lifetimes: Lifetimes) -> None:
+    expires_at = lifetimes.expiry(created_at=row.created_at, now=now, remember=row.remember)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(_session)
+            .where(_session.c.id == row.id)
+            .values(last_seen_at=now, expires_at=expires_at)
+        )
+
+
+async def end_session(*, db: AsyncSession, session_id: int) -> None:
+    await db.exec(delete(Session).where(Session.id == session_id))
+    await db.commit()
+
+
+async def end_user_sessions(
+    *, db: AsyncSession, user_id: int, keep_session_id: int | None = None, commit: bool = True
+) -> None:
+    statement = delete(Session).where(Session.user_id == user_id)
+    if keep_session_id is not None:
+        statement = statement.where(Session.id != keep_session_id)
+    await db.exec(statement)
+    if commit:
+        await db.commit()
+
+
+async def purge_expired(*, engine: AsyncEngine) -> int:
+    """Delete expired rows (uses the expires_at index); run by a background task."""
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(_session).where(_session.c.expires_at <= utcnow()))
+    return result.rowcount or 0

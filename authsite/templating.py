@@ -1,0 +1,44 @@
+"""Jinja2 pages: our templates (overridable by a folder of the site's own) and the CSRF token each form needs."""
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+from authsite import cookies
+from authsite.csrf import Csrf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_dir(name: str) -> Path:
+    """`templates` or `static`: inside the installed package, or at the top of a source checkout."""
+    installed = PACKAGE_DIR / name
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / name
+
+
+class Pages:
+    def __init__(self, *, templates_dir: Path | None, static_path: str, site_name: str):
+        folders = [templates_dir] if templates_dir else []
+        loader = jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(str(f)) for f in [*folders, resource_dir("templates")]]
+        )
+        env = jinja2.Environment(loader=loader, autoescape=True, auto_reload=False)
+        env.globals["site_name"] = site_name
+        env.globals["static"] = lambda file: f"{static_path.rstrip('/')}/{file}"
+        self.templates = Jinja2Templates(env=env)
+        self.csrf: Csrf | None = None
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
+    ) -> Response:
+        token, new_cookie = self.csrf.token_for(request)
+        page_context = {"user": request.user, "csrf_token": token, "errors": {}, **(context or {})}
+        response = self.templates.TemplateResponse(request, name, page_context, status_code=status_code)
+        if new_cookie is not None:
+            secure = cookies.is_secure(request.scope, self.csrf.cookie_secure)
+            cookies.set_csrf_cookie(response, new_cookie, secure=secure)
+        return response

@@ -1,0 +1,75 @@
+"""The JSON API: log in, log out, who am I. Same sessions and cookie as the pages."""
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse, Response
+
+from authsite import accounts
+from authsite.guards import CurrentUser
+from authsite.web.deps import same_origin_api_call
+from authsite.web.inputs import read_json, require_json
+from authsite.web.user_auth import log_in_user, log_out_user
+
+FAILED_LOGIN_MESSAGE = "Wrong username or password."
+
+
+class LoginIn(BaseModel):
+    username: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=4096)
+    remember: bool = False
+
+
+class EmptyIn(BaseModel):
+    pass
+
+
+def _json_body(model: type[BaseModel]) -> dict:
+    # Bodies are read by hand (for a 415 on the wrong content type), so the
+    # schema is declared here for the OpenAPI document.
+    schema = {"application/json": {"schema": model.model_json_schema()}}
+    return {"requestBody": {"content": schema, "required": model is not EmptyIn}}
+
+
+def user_json(user) -> dict:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "scopes": list(user.scopes),
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+    }
+
+
+def api_router(site) -> APIRouter:
+    router = APIRouter(prefix="/api")
+    state_changing = [Depends(same_origin_api_call)]
+
+    @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn))
+    async def api_login(request: Request) -> Response:
+        body = await read_json(request, LoginIn)
+        async with site.database.sessionmaker() as db:
+            user = await accounts.authenticate(
+                db=db, hasher=site.hasher, username=body.username.strip(), password=body.password
+            )
+        if user is None:
+            return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
+        response = JSONResponse({"user": user_json(user)})
+        await log_in_user(site, request, response, user, remember=body.remember)
+        return response
+
+    @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn))
+    async def api_logout(request: Request) -> Response:
+        require_json(request)
+        if await request.body():
+            await read_json(request, EmptyIn)
+        response = Response(status_code=204)
+        await log_out_user(site, request, response)
+        return response
+
+    @router.get("/me")
+    async def me(user: CurrentUser) -> dict:
+        return user_json(user)
+
+    return router
+

@@ -1,0 +1,60 @@
+"""HTML login and logout pages."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import RedirectResponse, Response
+
+from authsite import accounts, guards
+from authsite.redirects import safe_next
+from authsite.web.user_auth import log_in_user, log_out_user
+
+FAILED_LOGIN_MESSAGE = "Wrong username or password."
+TRUE_VALUES = {"on", "true", "1", "yes"}
+
+
+def auth_router(site) -> APIRouter:
+    router = APIRouter(prefix="/auth")
+    Form = Annotated[dict[str, str], Depends(site.checked_form)]
+    anonymous_only = [Depends(guards.already_logged_in)]
+
+    @router.get("/login", dependencies=anonymous_only)
+    async def login_page(request: Request, next: str = "/") -> Response:
+        return site.pages.render(request, "login.html", {"next": safe_next(next), "username": ""})
+
+    @router.post("/login", dependencies=anonymous_only)
+    async def login(request: Request, form: Form) -> Response:
+        username, password = form.get("username", "").strip(), form.get("password", "")
+        next_path = safe_next(form.get("next"))
+        errors = {}
+        if not username:
+            errors["username"] = "Enter your username."
+        if not password:
+            errors["password"] = "Enter your password."
+        if errors:
+            return _login_form(request, username, next_path, errors, status_code=400)
+        async with site.database.sessionmaker() as db:
+            user = await accounts.authenticate(db=db, hasher=site.hasher, username=username, password=password)
+        if user is None:
+            # One message for unknown user, wrong password and inactive account,
+            # so the form never tells an attacker which accounts exist.
+            return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
+        response = RedirectResponse(next_path, status_code=303)
+        await log_in_user(site, request, response, user, remember=form.get("remember", "") in TRUE_VALUES)
+        return response
+
+    @router.get("/logout")
+    async def logout_page(request: Request) -> Response:
+        return site.pages.render(request, "logout.html")
+
+    @router.post("/logout")
+    async def logout(request: Request, form: Form) -> Response:
+        response = RedirectResponse("/", status_code=303)
+        await log_out_user(site, request, response)
+        return response
+
+    def _login_form(request, username, next_path, errors, *, status_code):
+        context = {"username": username[:200], "next": next_path, "errors": errors}
+        return site.pages.render(request, "login.html", context, status_code=status_code)
+
+    return router

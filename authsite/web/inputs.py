@@ -1,0 +1,54 @@
+"""Reading form and JSON bodies into plain values, refusing malformed ones with a clear 4xx."""
+
+import json
+from typing import TypeVar
+
+from fastapi import HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+MAX_FORM_FIELDS = 50
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The submitted fields; a field sent twice or a file upload is refused with 400."""
+    if _media_type(request) not in FORM_TYPES:
+        raise HTTPException(415, "Send the form as application/x-www-form-urlencoded.")
+    form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    fields: dict[str, str] = {}
+    for name, value in form.multi_items():
+        if not isinstance(value, str):
+            raise HTTPException(400, f"The field {name!r} must be text, not a file.")
+        if name in fields:
+            raise HTTPException(400, f"The field {name!r} was sent more than once.")
+        fields[name] = value
+    return fields
+
+
+async def read_json(request: Request, model: type[Model]) -> Model:
+    """The body validated against `model`: 415 if not JSON, 400 if unparsable, 422 per bad field."""
+    require_json(request)
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "The body is not valid JSON.") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False, include_input=False)) from None
+
+
+def require_json(request: Request) -> None:
+    if _media_type(request) != "application/json":
+        raise HTTPException(415, "Send the body as application/json.")
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
