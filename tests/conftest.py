@@ -1,0 +1,146 @@
+"""Fixtures: an app on a fresh database per test, a client, users, a logged-in client.
+
+Tests run on a temporary SQLite file by default. With AUTHSITE_TEST_DATABASE_URL
+set to a Postgres URL they run against a fresh database on that server instead,
+its schema wiped before each test."""
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+
+from authsite import Settings, accounts, create_app
+from authsite.app import AuthSite
+from support import PASSWORD, log_in
+
+TEST_DATABASE_URL = os.environ.get("AUTHSITE_TEST_DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """No AUTHSITE_* variable or .env of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("AUTHSITE_") and name != "AUTHSITE_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    """A database of our own on the test server, dropped at the end."""
+    if not TEST_DATABASE_URL:
+        yield None
+        return
+    server = make_url(Settings(database_url=TEST_DATABASE_URL).database_url)
+    name = f"authsite_test_{secrets.token_hex(4)}"
+    asyncio.run(_postgres_admin(server, f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(tmp_path, postgres_url) -> str:
+    if postgres_url is None:
+        return f"sqlite+aiosqlite:///{tmp_path / 'data' / 'authsite.db'}"
+    asyncio.run(_postgres_exec(postgres_url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    return postgres_url
+
+
+@pytest.fixture
+def is_postgres(database_url) -> bool:
+    return database_url.startswith("postgresql")
+
+
+@pytest.fixture
+def make_settings(tmp_path, database_url) -> Callable[..., Settings]:
+    def make(**overrides) -> Settings:
+        values = {"data_dir": tmp_path / "data", "database_url": database_url, **overrides}
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def site(app) -> AuthSite:
+    return app.state.authsite
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def run_db(client, site) -> Callable[[Callable[..., Awaitable]], object]:
+    """Run `await work(db)` on the app's own event loop and database; returns its result."""
+
+    def run(work):
+        async def in_app_loop():
+            async with site.database.sessionmaker() as db:
+                return await work(db)
+
+        return client.portal.call(in_app_loop)
+
+    return run
+
+
+@pytest.fixture
+def make_user(run_db, site):
+    def make(username="alice", password=PASSWORD, *, scopes=("authenticated",), email=None, active=True):
+        async def create(db):
+            user = await accounts.create_user(
+                db=db, hasher=site.hasher, username=username, password=password, email=email, scopes=scopes
+            )
+            if not active:
+                user.is_active = False
+                db.add(user)
+                await db.commit()
+            return user
+
+        return run_db(create)
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def logged_in_client(client, user) -> TestClient:
+    response = log_in(client)
+    assert response.status_code == 303, response.text
+    return client
+
+
+async def _postgres_admin(server_url, sql: str) -> None:
+    await _postgres_exec(server_url.render_as_string(hide_password=False), sql)
+
+
+async def _postgres_exec(url: str, sql: str) -> None:
+    import asyncpg
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
