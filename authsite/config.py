@@ -18,7 +18,7 @@ class Settings(BaseSettings):
     """Everything an operator can set, read from AUTHSITE_* variables and `.env`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="AUTHSITE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="AUTHSITE_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
     )
 
     data_dir: Path = Path("data")

@@ -20,6 +20,29 @@ from support import PASSWORD, log_in
 TEST_DATABASE_URL = os.environ.get("AUTHSITE_TEST_DATABASE_URL")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: behaviour of the SQLite backend; not collected on Postgres")
+    config.addinivalue_line("markers", "postgres_only: behaviour of the Postgres backend; not collected on SQLite")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Backend-specific tests are deselected, not skipped, on the other backend."""
+    other = "sqlite_only" if TEST_DATABASE_URL else "postgres_only"
+    kept = [item for item in items if other not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if other in item.keywords])
+        items[:] = kept
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Under CI everything must run: a skipped test is a failure there.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if os.environ.get("CI") == "true" and skipped and exitstatus == 0:
+        reporter.write_line(f"CI=true: {skipped} test(s) skipped; under CI every test must run", red=True)
+        session.exitstatus = 1
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     """No AUTHSITE_* variable or .env of the developer's leaks into a test."""

@@ -14,8 +14,10 @@ FAILED_LOGIN_MESSAGE = "Wrong username or password."
 
 
 class LoginIn(BaseModel):
-    username: str = Field(min_length=1, max_length=256)
-    password: str = Field(min_length=1, max_length=4096)
+    # No upper bounds here: an over-long name or password is a plain failed
+    # login (401), like any other wrong one; the 64 KiB body limit caps both.
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)
     remember: bool = False
 
 
