@@ -24,6 +24,8 @@ class AccountError(Exception):
 
 
 async def get_user_by_username(db: AsyncSession, username: str) -> User | None:
+    if not rules.is_plausible_username(username):
+        return None
     result = await db.exec(select(User).where(User.username_key == rules.username_key(username)))
     return result.first()
 
@@ -65,7 +67,7 @@ async def authenticate(
     *, db: AsyncSession, hasher: PasswordHasher, username: str, password: str
 ) -> User | None:
     """The active user with this name and password, or None, at the same cost either way."""
-    user = await get_user_by_username(db, username) if rules.is_plausible_username(username) else None
+    user = await get_user_by_username(db, username)
     if user is None:
         await hasher.dummy_verify(password)
         return None

@@ -98,6 +98,7 @@ class AuthSite:
         self.pages.csrf = self.csrf
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
+        await self.hasher.warm_up()
         await self._bootstrap_admin()
         self._purger = asyncio.create_task(self._purge_expired_sessions_forever())
 

@@ -23,6 +23,10 @@ class CommandFailed(Exception):
     """Ends a command with one line on stderr and exit status 1."""
 
 
+class BadSetting(CommandFailed):
+    """A setting that parsed but cannot work (a weak admin password): exit status 2."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -34,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(settings, args) or 0
     except CommandFailed as exc:
         print(f"authsite: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_BAD_SETTINGS if isinstance(exc, BadSetting) else EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 
@@ -155,7 +159,7 @@ def _run(settings: Settings, work: Awaitable[None]) -> None:
     try:
         asyncio.run(work)
     except StartupError as exc:
-        raise CommandFailed(str(exc)) from None
+        raise BadSetting(f"invalid setting {exc}") from None
     except accounts.AccountError as exc:
         raise CommandFailed(f"{exc.field}: {exc.message}") from None
     except (SQLAlchemyError, OSError, ValueError) as exc:

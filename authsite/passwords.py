@@ -44,7 +44,7 @@ class PasswordHasher:
         """(matches, new hash if the stored one is outdated)."""
         if not _is_hashable(password):
             # Still spend the work, so an odd password is not a timing oracle.
-            await self._run(CONTEXT.verify, "x", _dummy_hash())
+            await self._run(_verify_dummy, "x")
             return False, None
         try:
             return await self._run(CONTEXT.verify_and_update, password, stored_hash)
@@ -52,13 +52,21 @@ class PasswordHasher:
             return False, None
 
     async def dummy_verify(self, password: str) -> None:
-        await self.verify(password, _dummy_hash())
+        await self._run(_verify_dummy, password if _is_hashable(password) else "x")
+
+    async def warm_up(self) -> None:
+        """Make the dummy hash in the pool now, not on the first unknown login."""
+        await self._run(_dummy_hash)
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _verify_dummy(password: str) -> None:
+    CONTEXT.verify(password, _dummy_hash())
 
 
 def _is_hashable(password: str) -> bool:

@@ -42,8 +42,11 @@ def password_problem(password: str) -> str | None:
 
 
 def is_plausible_username(username: str) -> bool:
-    """Cheap filter for login: anything longer cannot be an account name."""
-    return 0 < len(username) <= MAX_USERNAME_CHARS * 4
+    """Cheap filter before any lookup: overlong, control or unstorable characters
+    cannot be in an account name (and Postgres refuses NUL outright)."""
+    if not 0 < len(username) <= MAX_USERNAME_CHARS * 4:
+        return False
+    return not any(unicodedata.category(c) in ("Cc", "Cs") for c in username)
 
 
 def _is_username_char(char: str) -> bool:

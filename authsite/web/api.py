@@ -1,7 +1,9 @@
 """The JSON API: log in, log out, who am I. Same sessions and cookie as the pages."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, PlainValidator
 from starlette.responses import JSONResponse, Response
 
 from authsite import accounts
@@ -13,11 +15,21 @@ from authsite.web.user_auth import log_in_user, log_out_user
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 
 
+def _any_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value
+
+
+# Any string at all, even one pydantic would refuse (a lone surrogate): an odd
+# name or password is a plain failed login (401), like any other wrong one.
+# The 64 KiB body limit caps the length.
+AnyText = Annotated[str, PlainValidator(_any_text, json_schema_input_type=str)]
+
+
 class LoginIn(BaseModel):
-    # No upper bounds here: an over-long name or password is a plain failed
-    # login (401), like any other wrong one; the 64 KiB body limit caps both.
-    username: str = Field(min_length=1)
-    password: str = Field(min_length=1)
+    username: AnyText
+    password: AnyText
     remember: bool = False
 
 

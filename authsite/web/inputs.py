@@ -33,7 +33,7 @@ async def read_json(request: Request, model: type[Model]) -> Model:
     require_json(request)
     try:
         data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise HTTPException(400, "The body is not valid JSON.") from None
     try:
         return model.model_validate(data)
