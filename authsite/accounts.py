@@ -1,17 +1,19 @@
-"""Accounts: creating users, checking passwords, changing them. No HTTP here."""
+"""Accounts: creating users, checking and changing passwords, profiles. No HTTP here."""
 
 from collections.abc import Iterable
 
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import rules, sessions
-from authsite.models import DEFAULT_SCOPES, User, utcnow
+from authsite.models import DEFAULT_SCOPES, PasswordReset, User, utcnow
 from authsite.passwords import PasswordHasher
 
-
 USERNAME_TAKEN = "That username is taken."
+EMAIL_TAKEN = "That email address belongs to another account."
+WRONG_PASSWORD = "That is not your current password."
 
 
 class AccountError(Exception):
@@ -23,11 +25,30 @@ class AccountError(Exception):
         self.message = message
 
 
+async def get_user_by_id(db: AsyncSession, user_id: int) -> User | None:
+    return await db.get(User, user_id)
+
+
 async def get_user_by_username(db: AsyncSession, username: str) -> User | None:
     if not rules.is_plausible_username(username):
         return None
     result = await db.exec(select(User).where(User.username_key == rules.username_key(username)))
     return result.first()
+
+
+async def get_user_by_email(db: AsyncSession, email: str) -> User | None:
+    try:
+        key = rules.email_key(rules.normalise_email(email))
+    except ValueError:
+        return None
+    return (await db.exec(select(User).where(User.email_key == key))).first()
+
+
+async def get_user_by_login(db: AsyncSession, login: str) -> User | None:
+    """A user by username, or by email when `login` has an @."""
+    if "@" in login:
+        return await get_user_by_email(db, login)
+    return await get_user_by_username(db, login)
 
 
 async def create_user(
@@ -39,26 +60,31 @@ async def create_user(
     email: str | None = None,
     scopes: Iterable[str] = DEFAULT_SCOPES,
 ) -> User:
+    """A new account; raises AccountError naming the first field that is wrong."""
     if problem := rules.username_problem(username):
         raise AccountError("username", problem)
-    if problem := rules.password_problem(password):
+    email = _checked_email(email)
+    if problem := rules.password_problem(password, user_inputs=[username, email or ""]):
         raise AccountError("password", problem)
     if await get_user_by_username(db, username):
         raise AccountError("username", USERNAME_TAKEN)
+    if email and await get_user_by_email(db, email):
+        raise AccountError("email", EMAIL_TAKEN)
     user = User(
         username=username,
         username_key=rules.username_key(username),
-        email=email or None,
+        email=email,
+        email_key=rules.email_key(email) if email else None,
         password_hash=await hasher.hash(password),
-        scopes=_unique(scopes),
+        scopes=list(dict.fromkeys(scopes)),
     )
     db.add(user)
     try:
         await db.commit()
     except IntegrityError:
-        # Lost a race with a simultaneous sign-up: the unique index decided.
+        # Lost a race with a simultaneous sign-up: the unique indexes decided.
         await db.rollback()
-        raise AccountError("username", USERNAME_TAKEN) from None
+        raise await _which_is_taken(db, username) from None
     await db.refresh(user)
     return user
 
@@ -82,17 +108,83 @@ async def authenticate(
     return user
 
 
-async def set_password(
-    *, db: AsyncSession, hasher: PasswordHasher, user: User, password: str, keep_session_id: int | None = None
+async def change_password(
+    *, db: AsyncSession, hasher: PasswordHasher, user: User, current_password: str, new_password: str
 ) -> None:
-    """New password; every session of the user ends but `keep_session_id`."""
-    if problem := rules.password_problem(password):
+    """The user's own change: needs the current password. Ends every session."""
+    matches, _ = await hasher.verify(current_password, user.password_hash)
+    if not matches:
+        raise AccountError("current_password", WRONG_PASSWORD)
+    await set_password(db=db, hasher=hasher, user=user, password=new_password)
+
+
+async def set_password(*, db: AsyncSession, hasher: PasswordHasher, user: User, password: str) -> None:
+    """New password; every session and pending reset link of the user ends with the old one."""
+    if problem := rules.password_problem(password, user_inputs=[user.username, user.email or ""]):
         raise AccountError("password", problem)
-    user.password_hash = await hasher.hash(password)
-    db.add(user)
-    await sessions.end_user_sessions(db=db, user_id=user.id, keep_session_id=keep_session_id, commit=False)
+    await store_password_hash(db=db, user_id=user.id, password_hash=await hasher.hash(password))
     await db.commit()
 
 
-def _unique(scopes: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(scopes))
+async def store_password_hash(*, db: AsyncSession, user_id: int, password_hash: str) -> None:
+    """The one place a password changes, so nothing that trusted the old one survives it.
+    The caller commits (reset uses it inside the transaction that spends the link)."""
+    await db.exec(update(User).where(User.id == user_id).values(password_hash=password_hash))
+    await sessions.end_user_sessions(db=db, user_id=user_id, commit=False)
+    await db.exec(delete(PasswordReset).where(PasswordReset.user_id == user_id))
+
+
+async def update_profile(
+    *,
+    db: AsyncSession,
+    hasher: PasswordHasher,
+    user: User,
+    first_name: str,
+    last_name: str,
+    email: str | None,
+    current_password: str = "",
+) -> None:
+    """Names are free to change; a new email needs the current password, since
+    whoever controls the email can reset the password."""
+    for field, value in (("first_name", first_name), ("last_name", last_name)):
+        if problem := rules.name_problem(value):
+            raise AccountError(field, problem)
+    email = _checked_email(email)
+    if (email or None) != user.email:
+        matches, _ = await hasher.verify(current_password, user.password_hash)
+        if not matches:
+            raise AccountError("current_password", WRONG_PASSWORD)
+        if email and (other := await get_user_by_email(db, email)) and other.id != user.id:
+            raise AccountError("email", EMAIL_TAKEN)
+    user.first_name, user.last_name = first_name or None, last_name or None
+    user.email, user.email_key = email, rules.email_key(email) if email else None
+    db.add(user)
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()
+        raise AccountError("email", EMAIL_TAKEN) from None
+
+
+async def set_user_active(*, db: AsyncSession, user: User, active: bool) -> None:
+    """Deactivating ends the user's sessions at once (the middleware also refuses them)."""
+    user.is_active = active
+    db.add(user)
+    if not active:
+        await sessions.end_user_sessions(db=db, user_id=user.id, commit=False)
+    await db.commit()
+
+
+def _checked_email(email: str | None) -> str | None:
+    if not email or not email.strip():
+        return None
+    try:
+        return rules.normalise_email(email.strip())
+    except ValueError as exc:
+        raise AccountError("email", str(exc)) from None
+
+
+async def _which_is_taken(db: AsyncSession, username: str) -> AccountError:
+    if await get_user_by_username(db, username):
+        return AccountError("username", USERNAME_TAKEN)
+    return AccountError("email", EMAIL_TAKEN)

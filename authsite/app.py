@@ -13,20 +13,24 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from authsite import accounts, errors, guards, sessions
+from authsite import accounts, errors, guards, resets, sessions
 from authsite.body_limit import BodyLimitMiddleware
 from authsite.config import Settings
 from authsite.csrf import Csrf
 from authsite.db import Database
 from authsite.headers import SecurityHeadersMiddleware
+from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
 from authsite.passwords import PasswordHasher
 from authsite.secret_key import load_or_create_secret_key
 from authsite.templating import Pages, resource_dir
+from authsite.web.account import account_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
 from authsite.web.deps import checked_form
 from authsite.web.pages import health_router, home_router
+from authsite.web.register import register_router
+from authsite.web.reset import reset_router
 
 log = logging.getLogger("authsite")
 
@@ -54,6 +58,7 @@ class AuthSite:
         site_name: str = "authsite",
     ):
         self.settings = settings
+        self.name = site_name
         self.static_path = static_path.rstrip("/")
         self.security_headers = security_headers
         self.lifetimes = sessions.Lifetimes.from_seconds(
@@ -62,7 +67,11 @@ class AuthSite:
             remember=settings.remember_seconds,
         )
         self.hasher = PasswordHasher()
-        self.pages = Pages(templates_dir=templates_dir, static_path=self.static_path, site_name=site_name)
+        self.pages = Pages(
+            templates_dir=templates_dir, static_path=self.static_path, site_name=site_name,
+            allow_signup=settings.allow_signup,
+        )
+        self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
         self.checked_form = checked_form(lambda: self.csrf)
         self.database: Database | None = None
         self.csrf: Csrf | None = None
@@ -79,7 +88,11 @@ class AuthSite:
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
         app.mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static")
-        for router in (auth_router(self), api_router(self), health_router(self)):
+        routers = (
+            auth_router(self), register_router(self), reset_router(self), account_router(self),
+            api_router(self), health_router(self),
+        )
+        for router in routers:
             app.include_router(router)
         errors.install_handlers(app, self.pages.render)
 
@@ -100,9 +113,11 @@ class AuthSite:
         await self.database.create_schema()
         await self.hasher.warm_up()
         await self._bootstrap_admin()
-        self._purger = asyncio.create_task(self._purge_expired_sessions_forever())
+        await self.mailer.start()
+        self._purger = asyncio.create_task(self._purge_expired_rows_forever())
 
     async def stop(self) -> None:
+        await self.mailer.stop()
         if self._purger:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,12 +152,14 @@ class AuthSite:
                 raise StartupError(f"AUTHSITE_ADMIN_{exc.field.upper()}: {exc.message}") from None
         log.info("created admin user %r from AUTHSITE_ADMIN_USERNAME", name)
 
-    async def _purge_expired_sessions_forever(self) -> None:
+    async def _purge_expired_rows_forever(self) -> None:
         while True:
             try:
                 await sessions.purge_expired(engine=self.database.engine)
+                async with self.database.sessionmaker() as db:
+                    await resets.purge_expired_resets(db=db)
             except SQLAlchemyError:
-                log.warning("could not purge expired sessions; will retry", exc_info=True)
+                log.warning("could not purge expired sessions and reset links; will retry", exc_info=True)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 

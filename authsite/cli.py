@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from authsite import accounts
+from authsite import accounts, resets
 from authsite.config import Settings
 from authsite.db import Database
 from authsite.models import DEFAULT_SCOPES
@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     set_pw.add_argument("name")
     set_pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     set_pw.set_defaults(handler=set_password)
+
+    link = commands.add_parser("reset-link", help="print a one-time password-reset link (for sites without mail)")
+    link.add_argument("name")
+    link.set_defaults(handler=reset_link)
     return parser
 
 
@@ -118,6 +122,22 @@ def set_password(settings: Settings, args: argparse.Namespace) -> int:
         print(f"password changed for {user.username!r}; their sessions have ended")
 
     _run_with_database(settings, change)
+    return 0
+
+
+def reset_link(settings: Settings, args: argparse.Namespace) -> int:
+    async def make_link(db: Database, hasher: PasswordHasher) -> None:
+        async with db.sessionmaker() as session:
+            user = await accounts.get_user_by_username(session, args.name)
+            if user is None:
+                raise CommandFailed(f"no user named {args.name!r}")
+            if not user.is_active:
+                raise CommandFailed(f"{user.username!r} is deactivated; a reset link would not let them in")
+            token = await resets.create_reset_token(db=session, user=user)
+        print(f"{settings.public_url}/auth/reset/{token}")
+        print(f"(valid for one hour, once; for {user.username!r})", file=sys.stderr)
+
+    _run_with_database(settings, make_link)
     return 0
 
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    base_url: str | None = None
 
     session_idle_seconds: int = Field(3600, ge=60)
     session_max_seconds: int = Field(43200, ge=60)
@@ -50,6 +52,30 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return f"{DRIVER_FOR_SCHEME[scheme.lower()]}://{rest}"
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _known_mail_scheme(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must look like smtp://user:pass@host:587 or smtps://user:pass@host:465")
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError("has an invalid port") from None
+        return url
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_base_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("must be an absolute http(s) URL such as https://example.com")
+        return url.rstrip("/")
+
     @field_validator("secret_key")
     @classmethod
     def _strong_secret(cls, key: SecretStr | None) -> SecretStr | None:
@@ -68,6 +94,15 @@ class Settings(BaseSettings):
                 "AUTHSITE_SESSION_IDLE_SECONDS must not exceed AUTHSITE_SESSION_MAX_SECONDS"
             )
         return self
+
+    @property
+    def public_url(self) -> str:
+        """Where links in mail point. Never taken from a request's Host header,
+        which anyone can forge to send reset links to their own server."""
+        if self.base_url:
+            return self.base_url
+        host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -22,7 +22,9 @@ class User(SQLModel, table=True):
     username_key: str = Field(max_length=64, unique=True, index=True)
     first_name: str | None = Field(default=None, max_length=50)
     last_name: str | None = Field(default=None, max_length=50)
-    email: str | None = Field(default=None, max_length=254, unique=True, index=True)
+    email: str | None = Field(default=None, max_length=254)
+    # Case-folded email, unique: one address opens at most one account.
+    email_key: str | None = Field(default=None, max_length=254, unique=True, index=True)
     password_hash: str = Field(max_length=255)
     scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), sa_column=Column(JSON, nullable=False))
     is_active: bool = True
@@ -46,3 +48,16 @@ class Session(SQLModel, table=True):
     ip: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=512)
     remember: bool = False
+
+
+class PasswordReset(SQLModel, table=True):
+    __tablename__ = "password_reset"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # As with sessions, only the SHA-256 of the mailed token is kept.
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime

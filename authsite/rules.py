@@ -2,6 +2,10 @@
 
 import re
 import unicodedata
+from collections.abc import Iterable
+
+from email_validator import EmailNotValidError, validate_email
+from zxcvbn import zxcvbn
 
 from authsite.passwords import MAX_PASSWORD_CHARS
 
@@ -9,6 +13,12 @@ MIN_PASSWORD_CHARS = 8
 MIN_USERNAME_CHARS = 3
 MAX_USERNAME_CHARS = 32
 USERNAME_PATTERN = re.compile(r"[\w.-]+")
+MAX_NAME_CHARS = 50
+# zxcvbn scores 0-4; below 2 means guessable by an online attack: common and
+# breached passwords, keyboard walks, repeats, the user's own name.
+MIN_PASSWORD_SCORE = 2
+# zxcvbn's cost grows quickly with length; a prefix this long decides.
+STRENGTH_CHECK_CHARS = 72
 
 
 def username_key(username: str) -> str:
@@ -28,8 +38,9 @@ def username_problem(username: str) -> str | None:
     return None
 
 
-def password_problem(password: str) -> str | None:
-    """Why a new password is refused, or None when it is fine."""
+def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str | None:
+    """Why a new password is refused, or None. Length and guessability only:
+    no composition rules, any characters allowed, never truncated."""
     if len(password) < MIN_PASSWORD_CHARS:
         return f"Use at least {MIN_PASSWORD_CHARS} characters."
     if len(password) > MAX_PASSWORD_CHARS:
@@ -38,6 +49,29 @@ def password_problem(password: str) -> str | None:
         password.encode("utf-8")
     except UnicodeEncodeError:
         return "The password contains characters that cannot be stored."
+    inputs = [value for value in user_inputs if value]
+    if zxcvbn(password[:STRENGTH_CHECK_CHARS], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
+        return "This password is too common or easy to guess. Try a longer phrase of unrelated words."
+    return None
+
+
+def normalise_email(email: str) -> str:
+    """The address as we store it; raises ValueError with a message for the form."""
+    try:
+        return validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def email_key(email: str) -> str:
+    return email.casefold()
+
+
+def name_problem(name: str) -> str | None:
+    if len(name) > MAX_NAME_CHARS:
+        return f"Use at most {MAX_NAME_CHARS} characters."
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+        return "Remove the control characters."
     return None
 
 

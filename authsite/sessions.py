@@ -3,8 +3,9 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import tokens
@@ -147,6 +148,13 @@ async def end_session(*, db: AsyncSession, session_id: int) -> None:
     await db.commit()
 
 
+async def end_own_session(*, db: AsyncSession, user_id: int, session_id: int) -> bool:
+    """End one of `user_id`'s sessions; False if they have no session with that id."""
+    result = await db.exec(delete(Session).where(Session.id == session_id, Session.user_id == user_id))
+    await db.commit()
+    return result.rowcount > 0
+
+
 async def end_user_sessions(
     *, db: AsyncSession, user_id: int, keep_session_id: int | None = None, commit: bool = True
 ) -> None:
@@ -163,3 +171,13 @@ async def purge_expired(*, engine: AsyncEngine) -> int:
     async with engine.begin() as conn:
         result = await conn.execute(delete(_session).where(_session.c.expires_at <= utcnow()))
     return result.rowcount or 0
+
+
+async def list_user_sessions(*, db: AsyncSession, user_id: int) -> list[Session]:
+    """The user's live sessions, most recently used first."""
+    statement = (
+        select(Session)
+        .where(Session.user_id == user_id, Session.expires_at > utcnow())
+        .order_by(Session.last_seen_at.desc(), Session.id.desc())
+    )
+    return list((await db.exec(statement)).all())

@@ -21,13 +21,15 @@ def resource_dir(name: str) -> Path:
 
 
 class Pages:
-    def __init__(self, *, templates_dir: Path | None, static_path: str, site_name: str):
+    def __init__(self, *, templates_dir: Path | None, static_path: str, site_name: str, allow_signup: bool):
         folders = [templates_dir] if templates_dir else []
         loader = jinja2.ChoiceLoader(
             [jinja2.FileSystemLoader(str(f)) for f in [*folders, resource_dir("templates")]]
         )
         env = jinja2.Environment(loader=loader, autoescape=True, auto_reload=False)
         env.globals["site_name"] = site_name
+        env.globals["allow_signup"] = allow_signup
+        env.filters["when"] = _when
         env.globals["static"] = lambda file: f"{static_path.rstrip('/')}/{file}"
         self.templates = Jinja2Templates(env=env)
         self.csrf: Csrf | None = None
@@ -42,3 +44,7 @@ class Pages:
             secure = cookies.is_secure(request.scope, self.csrf.cookie_secure)
             cookies.set_csrf_cookie(response, new_cookie, secure=secure)
         return response
+
+
+def _when(moment) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else "never"

@@ -10,6 +10,7 @@ from authsite.redirects import safe_next
 from authsite.web.user_auth import log_in_user, log_out_user
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
+PASSWORD_RESET_NOTICE = "Your password has been reset. Log in with the new one."
 TRUE_VALUES = {"on", "true", "1", "yes"}
 
 
@@ -19,8 +20,9 @@ def auth_router(site) -> APIRouter:
     anonymous_only = [Depends(guards.already_logged_in)]
 
     @router.get("/login", dependencies=anonymous_only)
-    async def login_page(request: Request, next: str = "/") -> Response:
-        return site.pages.render(request, "login.html", {"next": safe_next(next), "username": ""})
+    async def login_page(request: Request, next: str = "/", reset: str = "") -> Response:
+        notice = PASSWORD_RESET_NOTICE if reset == "done" else None
+        return site.pages.render(request, "login.html", {"next": safe_next(next), "username": "", "notice": notice})
 
     @router.post("/login", dependencies=anonymous_only)
     async def login(request: Request, form: Form) -> Response:

@@ -1,0 +1,132 @@
+"""Outgoing mail, sent by a background worker so a slow mail server never delays a page.
+
+With AUTHSITE_SMTP_URL set, mail goes over SMTP (implicit TLS for smtps://,
+STARTTLS for smtp://). Without it, each message is written to <DATA_DIR>/outbox/
+as an .eml file and noted in the log, so a site without mail still works."""
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import secrets
+import smtplib
+import ssl
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from authsite.models import utcnow
+
+log = logging.getLogger("authsite.mail")
+
+SMTP_TIMEOUT_SECONDS = 20
+DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
+
+
+@dataclass(frozen=True)
+class Mail:
+    to: str
+    subject: str
+    body: str
+
+
+class Mailer:
+    def __init__(self, *, smtp_url: str | None, outbox_dir: Path):
+        self.smtp_url = smtp_url
+        self.outbox_dir = outbox_dir
+        self._queue: asyncio.Queue[Mail] | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._deliver_forever())
+
+    async def stop(self) -> None:
+        if self._worker:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    def send_later(self, mail: Mail) -> None:
+        """Queue `mail`; returns at once."""
+        self._queue.put_nowait(mail)
+
+    async def wait_until_sent(self) -> None:
+        """Until everything queued so far has been delivered or given up on."""
+        await self._queue.join()
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            mail = await self._queue.get()
+            try:
+                await asyncio.to_thread(self._deliver, mail)
+            except Exception as exc:  # a mail failure must never take the site down
+                log.error("could not send mail %r to %s: %s", mail.subject, mail.to, exc)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, mail: Mail) -> None:
+        if self.smtp_url:
+            send_smtp(self.smtp_url, mail)
+            log.info("sent mail %r to %s", mail.subject, mail.to)
+        else:
+            path = write_to_outbox(self.outbox_dir, mail)
+            log.info("mail %r to %s written to %s (no AUTHSITE_SMTP_URL set)", mail.subject, mail.to, path)
+
+
+def build_message(mail: Mail, sender: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message.set_content(mail.body)
+    return message
+
+
+def write_to_outbox(outbox_dir: Path, mail: Mail) -> Path:
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
+    path = outbox_dir / name
+    # Reset links are secrets: the outbox is readable by the site's user only.
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(build_message(mail, "authsite@localhost").as_bytes())
+    tmp.chmod(0o600)
+    tmp.rename(path)
+    return path
+
+
+def send_smtp(url: str, mail: Mail) -> None:
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme]
+    sender = parse_qs(parts.query).get("from", [f"noreply@{host}"])[0]
+    message = build_message(mail, sender)
+    context = ssl.create_default_context()
+    if parts.scheme == "smtps":
+        client = smtplib.SMTP_SSL(host, port, timeout=SMTP_TIMEOUT_SECONDS, context=context)
+    else:
+        client = smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS)
+    with client:
+        client.ehlo()
+        if parts.scheme == "smtp":
+            if client.has_extn("starttls"):
+                client.starttls(context=context)
+                client.ehlo()
+            elif not _is_loopback(host):
+                # Never send a reset link or a password across the network in clear.
+                raise smtplib.SMTPException(f"{host} does not offer STARTTLS; use smtps:// or a server that does")
+        if parts.username:
+            client.login(unquote(parts.username), unquote(parts.password or ""))
+        client.send_message(message)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,68 @@
+"""Password-reset links: single use, one hour, stored hashed. No HTTP here."""
+
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from authsite import accounts, rules, tokens
+from authsite.models import PasswordReset, User, utcnow
+from authsite.passwords import PasswordHasher
+
+RESET_LIFETIME = timedelta(hours=1)
+
+
+async def create_reset_token(*, db: AsyncSession, user: User) -> str:
+    """A new link token for `user` (returned once, never stored)."""
+    token = tokens.new_token()
+    now = utcnow()
+    db.add(
+        PasswordReset(
+            token_hash=tokens.hash_token(token), user_id=user.id, created_at=now, expires_at=now + RESET_LIFETIME
+        )
+    )
+    await db.commit()
+    return token
+
+
+async def get_user_by_reset_token(*, db: AsyncSession, token: str) -> User | None:
+    """The active user a live link belongs to, or None for a bad, used or expired one."""
+    if not tokens.is_well_formed(token):
+        return None
+    statement = (
+        select(User)
+        .join(PasswordReset, PasswordReset.user_id == User.id)
+        .where(PasswordReset.token_hash == tokens.hash_token(token), PasswordReset.expires_at > utcnow())
+        .where(User.is_active)
+    )
+    return (await db.exec(statement)).first()
+
+
+async def reset_password(*, db: AsyncSession, hasher: PasswordHasher, token: str, password: str) -> User | None:
+    """Spend the link and set the password in one transaction; None if the link is not live.
+
+    The DELETE ... RETURNING claims the link: of two simultaneous uses the
+    database lets exactly one delete the row, and only that one goes on."""
+    user = await get_user_by_reset_token(db=db, token=token)
+    if user is None:
+        return None
+    if problem := rules.password_problem(password, user_inputs=[user.username, user.email or ""]):
+        raise accounts.AccountError("password", problem)
+    password_hash = await hasher.hash(password)
+    claimed = await db.exec(
+        delete(PasswordReset)
+        .where(PasswordReset.token_hash == tokens.hash_token(token), PasswordReset.expires_at > utcnow())
+        .returning(PasswordReset.user_id)
+    )
+    if claimed.first() is None:
+        await db.rollback()
+        return None
+    await accounts.store_password_hash(db=db, user_id=user.id, password_hash=password_hash)
+    await db.commit()
+    return user
+
+
+async def purge_expired_resets(*, db: AsyncSession) -> None:
+    await db.exec(delete(PasswordReset).where(PasswordReset.expires_at <= utcnow()))
+    await db.commit()

@@ -1,0 +1,127 @@
+"""The account page: details, profile, password, and the list of sessions to end."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.responses import RedirectResponse, Response
+
+from authsite import accounts, cookies, guards, sessions
+from authsite.devices import describe_device
+from authsite.errors import NotLoggedIn
+from authsite.middleware import SESSION_SCOPE_KEY
+from authsite.models import Session, User
+from authsite.web.user_auth import log_in_user
+
+NOTICES = {
+    "password": "Your password has been changed. Every other device has been logged out.",
+    "profile": "Your details have been saved.",
+    "revoked": "That session has ended.",
+    "others": "Every other session has ended.",
+}
+
+
+def account_router(site) -> APIRouter:
+    # Protected by default: every route below needs a logged-in user.
+    router = APIRouter(prefix="/account", dependencies=[Depends(guards.logged_in)])
+    Form = Annotated[dict[str, str], Depends(site.checked_form)]
+
+    @router.get("")
+    async def account_page(request: Request, done: str = "") -> Response:
+        return await _page(request, notice=NOTICES.get(done))
+
+    @router.post("/profile")
+    async def update_profile(request: Request, form: Form) -> Response:
+        async with site.database.sessionmaker() as db:
+            user = await _current_user(db, request)
+            try:
+                await accounts.update_profile(
+                    db=db, hasher=site.hasher, user=user,
+                    first_name=form.get("first_name", "").strip(), last_name=form.get("last_name", "").strip(),
+                    email=form.get("email", ""), current_password=form.get("current_password", ""),
+                )
+            except accounts.AccountError as exc:
+                return await _page(request, errors={exc.field: exc.message}, form="profile", values=form)
+        return RedirectResponse("/account?done=profile", status_code=303)
+
+    @router.post("/password")
+    async def change_password(request: Request, form: Form) -> Response:
+        current, new = form.get("current_password", ""), form.get("new_password", "")
+        errors = {}
+        if not new:
+            errors["new_password"] = "Choose a new password."
+        elif new != form.get("new_password_confirm", ""):
+            errors["new_password_confirm"] = "The two passwords differ."
+        if not errors:
+            async with site.database.sessionmaker() as db:
+                user = await _current_user(db, request)
+                try:
+                    await accounts.change_password(
+                        db=db, hasher=site.hasher, user=user, current_password=current, new_password=new
+                    )
+                except accounts.AccountError as exc:
+                    errors = {"new_password" if exc.field == "password" else exc.field: exc.message}
+        if errors:
+            return await _page(request, errors=errors, form="password")
+        # Every session ended with the old password; this browser carries on
+        # with a brand-new token.
+        response = RedirectResponse("/account?done=password", status_code=303)
+        await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember)
+        return response
+
+    @router.post("/sessions/{session_id}/revoke")
+    async def revoke_session(request: Request, session_id: int, form: Form) -> Response:
+        async with site.database.sessionmaker() as db:
+            ended = await sessions.end_own_session(db=db, user_id=request.user.id, session_id=session_id)
+        if not ended:
+            # Someone else's session id looks exactly like one that does not exist.
+            raise HTTPException(404, "No such session.")
+        response = RedirectResponse("/account?done=revoked", status_code=303)
+        if session_id == request.scope[SESSION_SCOPE_KEY].id:
+            secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
+            cookies.clear_session_cookie(response, secure=secure)
+        return response
+
+    @router.post("/sessions/revoke-others")
+    async def revoke_other_sessions(request: Request, form: Form) -> Response:
+        async with site.database.sessionmaker() as db:
+            await sessions.end_user_sessions(
+                db=db, user_id=request.user.id, keep_session_id=request.scope[SESSION_SCOPE_KEY].id
+            )
+        return RedirectResponse("/account?done=others", status_code=303)
+
+    async def _page(request, *, errors=None, form=None, values=None, notice=None) -> Response:
+        async with site.database.sessionmaker() as db:
+            user = await _current_user(db, request)
+            rows = await sessions.list_user_sessions(db=db, user_id=user.id)
+        current_id = request.scope[SESSION_SCOPE_KEY].id
+        context = {
+            "account": user,
+            "sessions": [_session_view(row, current_id) for row in rows],
+            "errors": errors or {},
+            "failed_form": form,
+            "values": values or {},
+            "notice": notice,
+        }
+        return site.pages.render(request, "account.html", context, status_code=400 if errors else 200)
+
+    return router
+
+
+async def _current_user(db, request: Request) -> User:
+    user = await accounts.get_user_by_id(db, request.user.id)
+    if user is None:  # deleted since the middleware looked
+        raise NotLoggedIn()
+    return user
+
+
+def _session_view(row: Session, current_id: int) -> dict:
+    return {
+        "id": row.id,
+        "created_at": row.created_at,
+        "last_seen_at": row.last_seen_at,
+        "ip": row.ip or "unknown",
+        "device": describe_device(row.user_agent),
+        "user_agent": row.user_agent or "",
+        "remember": row.remember,
+        "is_current": row.id == current_id,
+    }

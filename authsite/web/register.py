@@ -1,0 +1,59 @@
+"""Sign-up: a new account, logged in at once."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.responses import RedirectResponse, Response
+
+from authsite import accounts, guards
+from authsite.web.user_auth import log_in_user
+
+
+def register_router(site) -> APIRouter:
+    router = APIRouter(prefix="/auth", dependencies=[Depends(guards.already_logged_in)])
+    Form = Annotated[dict[str, str], Depends(site.checked_form)]
+
+    def signup_is_open() -> None:
+        if not site.settings.allow_signup:
+            raise HTTPException(404, "Sign-up is closed on this site.")
+
+    open_only = [Depends(signup_is_open)]
+
+    @router.get("/register", dependencies=open_only)
+    async def register_page(request: Request) -> Response:
+        return site.pages.render(request, "register.html", {"values": {}})
+
+    @router.post("/register", dependencies=open_only)
+    async def register(request: Request, form: Form) -> Response:
+        # Only these fields are read: `scopes` or anything else smuggled into
+        # the form never reaches the account.
+        values = {name: form.get(name, "") for name in ("username", "email", "password", "password_confirm")}
+        errors = _missing_or_mismatched(values)
+        if not errors:
+            try:
+                async with site.database.sessionmaker() as db:
+                    user = await accounts.create_user(
+                        db=db, hasher=site.hasher, username=values["username"].strip(),
+                        password=values["password"], email=values["email"],
+                    )
+            except accounts.AccountError as exc:
+                errors = {exc.field: exc.message}
+        if errors:
+            shown = {"username": values["username"][:100], "email": values["email"][:300]}
+            return site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=400)
+        response = RedirectResponse("/", status_code=303)
+        await log_in_user(site, request, response, user, remember=False)
+        return response
+
+    return router
+
+
+def _missing_or_mismatched(values: dict[str, str]) -> dict[str, str]:
+    errors = {}
+    if not values["username"].strip():
+        errors["username"] = "Choose a username."
+    if not values["password"]:
+        errors["password"] = "Choose a password."
+    elif values["password"] != values["password_confirm"]:
+        errors["password_confirm"] = "The two passwords differ."
+    return errors

@@ -1,0 +1,93 @@
+"""Forgotten passwords: ask for a link by mail, then set a new password from it."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import RedirectResponse, Response
+
+from authsite import accounts, resets
+from authsite.mail import Mail
+
+INVALID_LINK = "This reset link is invalid, already used or expired. Ask for a new one."
+RESET_MAIL = """Hello {username},
+
+someone (we hope you) asked to reset the password of your account on {site}.
+Set a new password here within the next hour:
+
+{link}
+
+If you did not ask for this, ignore this mail: your password stays as it is.
+"""
+
+
+def reset_router(site) -> APIRouter:
+    router = APIRouter(prefix="/auth/reset")
+    Form = Annotated[dict[str, str], Depends(site.checked_form)]
+
+    @router.get("")
+    async def request_page(request: Request) -> Response:
+        return site.pages.render(request, "reset_request.html", {"login": ""})
+
+    @router.post("")
+    async def request_link(request: Request, form: Form) -> Response:
+        login = form.get("login", "").strip()
+        if not login:
+            errors = {"login": "Enter your username or email address."}
+            return site.pages.render(request, "reset_request.html", {"login": "", "errors": errors}, status_code=400)
+        await _mail_link_if_account_exists(login)
+        # The same page whether or not the account exists, so the form cannot
+        # be used to find out who has an account here.
+        return site.pages.render(request, "reset_sent.html")
+
+    @router.get("/{token}")
+    async def reset_page(request: Request, token: str) -> Response:
+        async with site.database.sessionmaker() as db:
+            user = await resets.get_user_by_reset_token(db=db, token=token)
+        if user is None:
+            return _invalid_link(request)
+        return _no_referrer(site.pages.render(request, "reset_form.html", {"token": token}))
+
+    @router.post("/{token}")
+    async def reset(request: Request, token: str, form: Form) -> Response:
+        password, confirm = form.get("password", ""), form.get("password_confirm", "")
+        errors = {}
+        if not password:
+            errors["password"] = "Choose a new password."
+        elif password != confirm:
+            errors["password_confirm"] = "The two passwords differ."
+        user = None
+        if not errors:
+            try:
+                async with site.database.sessionmaker() as db:
+                    user = await resets.reset_password(db=db, hasher=site.hasher, token=token, password=password)
+            except accounts.AccountError as exc:
+                errors = {exc.field: exc.message}
+            else:
+                if user is None:
+                    return _invalid_link(request)
+        if errors:
+            page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
+            return _no_referrer(page)
+        return RedirectResponse("/auth/login?reset=done", status_code=303)
+
+    async def _mail_link_if_account_exists(login: str) -> None:
+        async with site.database.sessionmaker() as db:
+            user = await accounts.get_user_by_login(db, login)
+            if user is None or not user.is_active or not user.email:
+                return
+            token = await resets.create_reset_token(db=db, user=user)
+        link = f"{site.settings.public_url}/auth/reset/{token}"
+        body = RESET_MAIL.format(username=user.username, site=site.name, link=link)
+        site.mailer.send_later(Mail(to=user.email, subject=f"Reset your {site.name} password", body=body))
+
+    def _invalid_link(request: Request) -> Response:
+        context = {"title": "Reset link not valid", "message": INVALID_LINK, "link": ("/auth/reset", "Ask for a new link")}
+        return _no_referrer(site.pages.render(request, "error.html", context, status_code=400))
+
+    return router
+
+
+def _no_referrer(response: Response) -> Response:
+    # The link's token is in the URL: never hand it to another site as a Referer.
+    response.headers["referrer-policy"] = "no-referrer"
+    return response
