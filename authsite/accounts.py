@@ -1,6 +1,7 @@
 """Accounts: creating users, checking and changing passwords, profiles. No HTTP here."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -89,23 +90,40 @@ async def create_user(
     return user
 
 
-async def authenticate(
-    *, db: AsyncSession, hasher: PasswordHasher, username: str, password: str
-) -> User | None:
-    """The active user with this name and password, or None, at the same cost either way."""
+@dataclass(frozen=True)
+class LoginCheck:
+    """The outcome of a login attempt. `failure` is for the audit log only;
+    the visitor is told the same thing whatever it says."""
+
+    user: User | None
+    failure: str | None = None  # "unknown_user", "bad_password" or "inactive"
+    account_id: int | None = None  # whose account a failure was against, if any
+
+
+async def check_login(*, db: AsyncSession, hasher: PasswordHasher, username: str, password: str) -> LoginCheck:
+    """Costs the same hashing work whatever the outcome, so time reveals nothing."""
     user = await get_user_by_username(db, username)
     if user is None:
         await hasher.dummy_verify(password)
-        return None
+        return LoginCheck(None, "unknown_user")
     matches, new_hash = await hasher.verify(password, user.password_hash)
-    if not matches or not user.is_active:
-        return None
+    if not matches:
+        return LoginCheck(None, "bad_password", user.id)
+    if not user.is_active:
+        return LoginCheck(None, "inactive", user.id)
     if new_hash:
         user.password_hash = new_hash
     user.last_login_at = utcnow()
     db.add(user)
     await db.commit()
-    return user
+    return LoginCheck(user, account_id=user.id)
+
+
+async def authenticate(
+    *, db: AsyncSession, hasher: PasswordHasher, username: str, password: str
+) -> User | None:
+    """The active user with this name and password, or None, at the same cost either way."""
+    return (await check_login(db=db, hasher=hasher, username=username, password=password)).user
 
 
 async def change_password(

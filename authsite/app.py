@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from authsite import accounts, errors, guards, resets, sessions
+from authsite import accounts, errors, events, guards, resets, sessions
 from authsite.body_limit import BodyLimitMiddleware
 from authsite.config import Settings
 from authsite.csrf import Csrf
@@ -74,6 +75,7 @@ class AuthSite:
         self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
         self.checked_form = checked_form(lambda: self.csrf)
         self.database: Database | None = None
+        self.audit: events.AuditLog | None = None
         self.csrf: Csrf | None = None
         self._purger: asyncio.Task | None = None
 
@@ -111,6 +113,7 @@ class AuthSite:
         self.pages.csrf = self.csrf
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
+        self.audit = events.AuditLog(self.database.sessionmaker)
         await self.hasher.warm_up()
         await self._bootstrap_admin()
         await self.mailer.start()
@@ -142,7 +145,7 @@ class AuthSite:
             if await accounts.get_user_by_username(db, name):
                 return
             try:
-                await accounts.create_user(
+                user = await accounts.create_user(
                     db=db, hasher=self.hasher, username=name,
                     password=password.get_secret_value(), scopes=ADMIN_SCOPES,
                 )
@@ -150,7 +153,7 @@ class AuthSite:
                 if exc.message == accounts.USERNAME_TAKEN:
                     return  # another worker created it first
                 raise StartupError(f"AUTHSITE_ADMIN_{exc.field.upper()}: {exc.message}") from None
-        log.info("created admin user %r from AUTHSITE_ADMIN_USERNAME", name)
+        await self.audit.record(events.Kind.USER_CREATED, user_id=user.id, via="AUTHSITE_ADMIN_USERNAME")
 
     async def _purge_expired_rows_forever(self) -> None:
         while True:
@@ -158,8 +161,10 @@ class AuthSite:
                 await sessions.purge_expired(engine=self.database.engine)
                 async with self.database.sessionmaker() as db:
                     await resets.purge_expired_resets(db=db)
-            except SQLAlchemyError:
-                log.warning("could not purge expired sessions and reset links; will retry", exc_info=True)
+                    retention = timedelta(days=self.settings.audit_retention_days)
+                    await events.prune_events(db=db, older_than=retention)
+            except SQLAlchemyError as exc:
+                log.warning("could not purge expired rows (%s); will retry", type(exc).__name__)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from authsite import accounts, resets
+from authsite import accounts, resets, schema
 from authsite.config import Settings
 from authsite.db import Database
 from authsite.models import DEFAULT_SCOPES
@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     link = commands.add_parser("reset-link", help="print a one-time password-reset link (for sites without mail)")
     link.add_argument("name")
     link.set_defaults(handler=reset_link)
+
+    db_cmd = commands.add_parser("db", help="database schema: `db upgrade` or `db current`")
+    db_actions = db_cmd.add_subparsers(title="actions", metavar="ACTION", required=True)
+    db_actions.add_parser("upgrade", help="bring the schema to the newest migration").set_defaults(handler=db_upgrade)
+    db_actions.add_parser("current", help="print the schema's migration and the newest one").set_defaults(handler=db_current)
     return parser
 
 
@@ -141,6 +146,24 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    async def upgrade(db: Database, hasher: PasswordHasher) -> None:
+        print(f"database is at migration {await schema.current_revision(db.engine)} (newest)")
+
+    _run_with_database(settings, upgrade)  # opening the database upgrades it
+    return 0
+
+
+def db_current(settings: Settings, args: argparse.Namespace) -> int:
+    async def show(db: Database, hasher: PasswordHasher) -> None:
+        current, head = await schema.current_revision(db.engine), schema.head_revision()
+        state = "up to date" if current == head else f"behind: run `python run.py db upgrade` to reach {head}"
+        print(f"{current or 'empty'} ({state})")
+
+    _run_with_database(settings, show, upgrade=False)
+    return 0
+
+
 def _read_new_password(from_stdin: bool) -> str:
     if from_stdin:
         return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
@@ -160,11 +183,14 @@ async def _start_and_stop_site(settings: Settings) -> None:
         await site.stop()
 
 
-def _run_with_database(settings: Settings, work: Callable[[Database, PasswordHasher], Awaitable[None]]) -> None:
+def _run_with_database(
+    settings: Settings, work: Callable[[Database, PasswordHasher], Awaitable[None]], *, upgrade: bool = True
+) -> None:
     async def run() -> None:
         db, hasher = Database(settings.resolved_database_url), PasswordHasher()
         try:
-            await db.create_schema()
+            if upgrade:
+                await db.create_schema()
             await work(db, hasher)
         finally:
             hasher.close()

@@ -1,3 +1,4 @@
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(10, ge=1)
     login_window_seconds: int = Field(180, ge=1)
 
+    audit_retention_days: int = Field(90, ge=1)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    # Proxies whose X-Forwarded-For/-Proto we believe ("127.0.0.1", "10.0.0.0/8,::1", "*").
+    # Empty: nobody's, so a client can never claim another IP or https.
+    forwarded_allow_ips: str = ""
+
     admin_username: str | None = None
     admin_password: SecretStr | None = None
 
@@ -51,6 +58,23 @@ class Settings(BaseSettings):
         if not sep or scheme.lower() not in DRIVER_FOR_SCHEME:
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return f"{DRIVER_FOR_SCHEME[scheme.lower()]}://{rest}"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, level: object) -> object:
+        return level.lower() if isinstance(level, str) else level
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _ip_list(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
 
     @field_validator("smtp_url")
     @classmethod

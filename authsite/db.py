@@ -4,10 +4,9 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from authsite import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from authsite import schema
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -27,8 +26,8 @@ class Database:
         return self.url.get_backend_name() == "sqlite"
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+        """Create or upgrade the tables to the newest migration."""
+        await schema.upgrade_to_head(self.engine)
 
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessionmaker() as db:

@@ -61,3 +61,26 @@ class PasswordReset(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+class AuthEvent(SQLModel, table=True):
+    """One line of the audit log: what happened to whose account, from where."""
+
+    __tablename__ = "auth_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(max_length=32, index=True)
+    # SET NULL: deleting a user keeps the history of what happened to the account.
+    user_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True),
+    )
+    # The name as typed, for failures that match no account (cut to 64 characters).
+    username: str | None = Field(default=None, max_length=64)
+    actor_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True)
+    )
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=512)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from authsite import cookies
+from authsite import cookies, events
 from authsite.csrf import Csrf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -30,6 +30,7 @@ class Pages:
         env.globals["site_name"] = site_name
         env.globals["allow_signup"] = allow_signup
         env.filters["when"] = _when
+        env.filters["describe_event"] = events.describe
         env.globals["static"] = lambda file: f"{static_path.rstrip('/')}/{file}"
         self.templates = Jinja2Templates(env=env)
         self.csrf: Csrf | None = None

@@ -5,11 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import accounts, cookies, guards, sessions
+from authsite import accounts, cookies, events, guards, sessions
 from authsite.devices import describe_device
 from authsite.errors import NotLoggedIn
+from authsite.events import Kind
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import Session, User
+from authsite.web.audit import audit
 from authsite.web.user_auth import log_in_user
 
 NOTICES = {
@@ -33,6 +35,7 @@ def account_router(site) -> APIRouter:
     async def update_profile(request: Request, form: Form) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
+            old_email = user.email
             try:
                 await accounts.update_profile(
                     db=db, hasher=site.hasher, user=user,
@@ -41,6 +44,8 @@ def account_router(site) -> APIRouter:
                 )
             except accounts.AccountError as exc:
                 return await _page(request, errors={exc.field: exc.message}, form="profile", values=form)
+        if user.email != old_email:
+            await audit(site, request, Kind.EMAIL_CHANGED, user_id=user.id)
         return RedirectResponse("/account?done=profile", status_code=303)
 
     @router.post("/password")
@@ -62,6 +67,7 @@ def account_router(site) -> APIRouter:
                     errors = {"new_password" if exc.field == "password" else exc.field: exc.message}
         if errors:
             return await _page(request, errors=errors, form="password")
+        await audit(site, request, Kind.PASSWORD_CHANGED, user_id=user.id, via="account")
         # Every session ended with the old password; this browser carries on
         # with a brand-new token.
         response = RedirectResponse("/account?done=password", status_code=303)
@@ -75,6 +81,7 @@ def account_router(site) -> APIRouter:
         if not ended:
             # Someone else's session id looks exactly like one that does not exist.
             raise HTTPException(404, "No such session.")
+        await audit(site, request, Kind.SESSION_REVOKED, user_id=request.user.id, session_id=session_id)
         response = RedirectResponse("/account?done=revoked", status_code=303)
         if session_id == request.scope[SESSION_SCOPE_KEY].id:
             secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
@@ -87,12 +94,14 @@ def account_router(site) -> APIRouter:
             await sessions.end_user_sessions(
                 db=db, user_id=request.user.id, keep_session_id=request.scope[SESSION_SCOPE_KEY].id
             )
+        await audit(site, request, Kind.SESSION_REVOKED, user_id=request.user.id, others=True)
         return RedirectResponse("/account?done=others", status_code=303)
 
     async def _page(request, *, errors=None, form=None, values=None, notice=None) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
             rows = await sessions.list_user_sessions(db=db, user_id=user.id)
+            recent = await events.recent_events_for_user(db=db, user_id=user.id)
         current_id = request.scope[SESSION_SCOPE_KEY].id
         context = {
             "account": user,
@@ -101,6 +110,7 @@ def account_router(site) -> APIRouter:
             "failed_form": form,
             "values": values or {},
             "notice": notice,
+            "events": recent,
         }
         return site.pages.render(request, "account.html", context, status_code=400 if errors else 200)
 

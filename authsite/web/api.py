@@ -7,7 +7,9 @@ from pydantic import BaseModel, PlainValidator
 from starlette.responses import JSONResponse, Response
 
 from authsite import accounts
+from authsite.events import Kind
 from authsite.guards import CurrentUser
+from authsite.web.audit import audit, audit_login
 from authsite.web.deps import same_origin_api_call
 from authsite.web.inputs import read_json, require_json
 from authsite.web.user_auth import log_in_user, log_out_user
@@ -62,10 +64,11 @@ def api_router(site) -> APIRouter:
     @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn))
     async def api_login(request: Request) -> Response:
         body = await read_json(request, LoginIn)
+        username = body.username.strip()
         async with site.database.sessionmaker() as db:
-            user = await accounts.authenticate(
-                db=db, hasher=site.hasher, username=body.username.strip(), password=body.password
-            )
+            check = await accounts.check_login(db=db, hasher=site.hasher, username=username, password=body.password)
+        await audit_login(site, request, check, username, via="api")
+        user = check.user
         if user is None:
             return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = JSONResponse({"user": user_json(user)})
@@ -78,6 +81,8 @@ def api_router(site) -> APIRouter:
         if await request.body():
             await read_json(request, EmptyIn)
         response = Response(status_code=204)
+        if request.user.is_authenticated:
+            await audit(site, request, Kind.LOGOUT, user_id=request.user.id, via="api")
         await log_out_user(site, request, response)
         return response
 

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, guards
+from authsite.events import Kind
 from authsite.redirects import safe_next
+from authsite.web.audit import audit, audit_login
 from authsite.web.user_auth import log_in_user, log_out_user
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
@@ -36,7 +38,9 @@ def auth_router(site) -> APIRouter:
         if errors:
             return _login_form(request, username, next_path, errors, status_code=400)
         async with site.database.sessionmaker() as db:
-            user = await accounts.authenticate(db=db, hasher=site.hasher, username=username, password=password)
+            check = await accounts.check_login(db=db, hasher=site.hasher, username=username, password=password)
+        await audit_login(site, request, check, username, via="form")
+        user = check.user
         if user is None:
             # One message for unknown user, wrong password and inactive account,
             # so the form never tells an attacker which accounts exist.
@@ -57,6 +61,8 @@ def auth_router(site) -> APIRouter:
         if request.user.is_authenticated:
             await site.checked_form(request)
         response = RedirectResponse("/", status_code=303)
+        if request.user.is_authenticated:
+            await audit(site, request, Kind.LOGOUT, user_id=request.user.id)
         await log_out_user(site, request, response)
         return response
 

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, guards
+from authsite.events import Kind
+from authsite.web.audit import audit
 from authsite.web.user_auth import log_in_user
 
 
@@ -41,6 +43,7 @@ def register_router(site) -> APIRouter:
         if errors:
             shown = {"username": values["username"][:100], "email": values["email"][:300]}
             return site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=400)
+        await audit(site, request, Kind.USER_CREATED, user_id=user.id, via="signup")
         response = RedirectResponse("/", status_code=303)
         await log_in_user(site, request, response, user, remember=False)
         return response

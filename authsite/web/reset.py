@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, resets
+from authsite.events import Kind
 from authsite.mail import Mail
+from authsite.web.audit import audit
 
 INVALID_LINK = "This reset link is invalid, already used or expired. Ask for a new one."
 RESET_MAIL = """Hello {username},
@@ -34,7 +36,7 @@ def reset_router(site) -> APIRouter:
         if not login:
             errors = {"login": "Enter your username or email address."}
             return site.pages.render(request, "reset_request.html", {"login": "", "errors": errors}, status_code=400)
-        await _mail_link_if_account_exists(login)
+        await _mail_link_if_account_exists(request, login)
         # The same page whether or not the account exists, so the form cannot
         # be used to find out who has an account here.
         return site.pages.render(request, "reset_sent.html")
@@ -65,17 +67,20 @@ def reset_router(site) -> APIRouter:
             else:
                 if user is None:
                     return _invalid_link(request)
+                await audit(site, request, Kind.RESET_USED, user_id=user.id)
         if errors:
             page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
             return _no_referrer(page)
         return RedirectResponse("/auth/login?reset=done", status_code=303)
 
-    async def _mail_link_if_account_exists(login: str) -> None:
+    async def _mail_link_if_account_exists(request: Request, login: str) -> None:
         async with site.database.sessionmaker() as db:
             user = await accounts.get_user_by_login(db, login)
             if user is None or not user.is_active or not user.email:
+                await audit(site, request, Kind.RESET_REQUESTED, user_id=user and user.id, username=login, sent=False)
                 return
             token = await resets.create_reset_token(db=db, user=user)
+        await audit(site, request, Kind.RESET_REQUESTED, user_id=user.id, sent=True)
         link = f"{site.settings.public_url}/auth/reset/{token}"
         body = RESET_MAIL.format(username=user.username, site=site.name, link=link)
         site.mailer.send_later(Mail(to=user.email, subject=f"Reset your {site.name} password", body=body))

@@ -1,0 +1,139 @@
+"""The audit log: record what happened to an account (never failing the request), read it, prune it."""
+
+import json
+import logging
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from authsite.models import AuthEvent, User, utcnow
+from authsite.rules import username_key
+
+log = logging.getLogger("authsite.audit")
+
+USERNAME_MAX_CHARS = 64
+USER_AGENT_MAX_CHARS = 512
+
+
+class Kind(StrEnum):
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOGOUT = "logout"
+    SESSION_REVOKED = "session_revoked"
+    PASSWORD_CHANGED = "password_changed"
+    EMAIL_CHANGED = "email_changed"
+    RESET_REQUESTED = "reset_requested"
+    RESET_USED = "reset_used"
+    USER_CREATED = "user_created"
+    SCOPES_CHANGED = "scopes_changed"
+    ACTIVATED = "activated"
+    DEACTIVATED = "deactivated"
+
+
+LABELS = {
+    Kind.LOGIN: "Logged in",
+    Kind.LOGIN_FAILED: "Failed login",
+    Kind.LOGOUT: "Logged out",
+    Kind.SESSION_REVOKED: "Session ended",
+    Kind.PASSWORD_CHANGED: "Password changed",
+    Kind.EMAIL_CHANGED: "Email changed",
+    Kind.RESET_REQUESTED: "Password reset requested",
+    Kind.RESET_USED: "Password reset",
+    Kind.USER_CREATED: "Account created",
+    Kind.SCOPES_CHANGED: "Permissions changed",
+    Kind.ACTIVATED: "Account activated",
+    Kind.DEACTIVATED: "Account deactivated",
+}
+REASONS = {"unknown_user": "unknown user", "bad_password": "wrong password", "inactive": "account inactive",
+           "throttled": "too many attempts"}
+
+
+def describe(event: AuthEvent) -> str:
+    """A line a person can read: "Failed login (wrong password)"."""
+    label = LABELS.get(event.kind, event.kind)
+    if reason := event.detail.get("reason"):
+        return f"{label} ({REASONS.get(reason, reason)})"
+    return label
+
+
+class AuditLog:
+    def __init__(self, sessionmaker: async_sessionmaker):
+        self.sessionmaker = sessionmaker
+
+    async def record(
+        self,
+        kind: Kind,
+        *,
+        user_id: int | None = None,
+        username: str | None = None,
+        actor_id: int | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        **detail,
+    ) -> None:
+        """Log one structured line and store the event. Never raises: the audit
+        log must not turn a successful login (or a refused one) into a 500."""
+        event = AuthEvent(
+            kind=kind,
+            user_id=user_id,
+            username=username[:USERNAME_MAX_CHARS] if username else None,
+            actor_id=actor_id,
+            ip=ip,
+            user_agent=user_agent[:USER_AGENT_MAX_CHARS] if user_agent else None,
+            detail=detail,
+        )
+        log.info(_as_line(event))
+        try:
+            async with self.sessionmaker() as db:
+                db.add(event)
+                await db.commit()
+        except Exception as exc:
+            log.error(json.dumps({"error": "audit_write_failed", "event": str(kind), "reason": type(exc).__name__}))
+
+
+async def recent_events_for_user(*, db: AsyncSession, user_id: int, limit: int = 10) -> list[AuthEvent]:
+    statement = (
+        select(AuthEvent).where(AuthEvent.user_id == user_id).order_by(col(AuthEvent.id).desc()).limit(limit)
+    )
+    return list((await db.exec(statement)).all())
+
+
+async def list_events(
+    *, db: AsyncSession, kind: str | None = None, username: str | None = None,
+    before_id: int | None = None, limit: int = 50,
+) -> list[AuthEvent]:
+    """Newest first; `before_id` pages back (keyset, so deep pages cost the same)."""
+    statement = select(AuthEvent).order_by(col(AuthEvent.id).desc()).limit(limit)
+    if kind:
+        statement = statement.where(AuthEvent.kind == kind)
+    if username:
+        user_ids = select(User.id).where(User.username_key == username_key(username))
+        statement = statement.where(
+            col(AuthEvent.user_id).in_(user_ids) | (AuthEvent.username == username[:USERNAME_MAX_CHARS])
+        )
+    if before_id is not None:
+        statement = statement.where(col(AuthEvent.id) < before_id)
+    return list((await db.exec(statement)).all())
+
+
+async def prune_events(*, db: AsyncSession, older_than: timedelta) -> int:
+    result = await db.exec(delete(AuthEvent).where(col(AuthEvent.created_at) < utcnow() - older_than))
+    await db.commit()
+    return result.rowcount or 0
+
+
+def _as_line(event: AuthEvent) -> str:
+    # Only what the event row holds: never a password, token or hash.
+    fields = {
+        "event": str(event.kind),
+        "user_id": event.user_id,
+        "username": event.username,
+        "actor_id": event.actor_id,
+        "ip": event.ip,
+        **event.detail,
+    }
+    return json.dumps({k: v for k, v in fields.items() if v is not None}, default=str, ensure_ascii=False)
