@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import rules, sessions
@@ -28,6 +28,13 @@ class AccountError(Exception):
 
 async def get_user_by_id(db: AsyncSession, user_id: int) -> User | None:
     return await db.get(User, user_id)
+
+
+async def usernames_by_id(db: AsyncSession, user_ids: set[int]) -> dict[int, str]:
+    if not user_ids:
+        return {}
+    rows = await db.exec(select(User.id, User.username).where(col(User.id).in_(user_ids)))
+    return dict(rows.all())
 
 
 async def get_user_by_username(db: AsyncSession, username: str) -> User | None:

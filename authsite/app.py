@@ -26,6 +26,7 @@ from authsite.passwords import PasswordHasher
 from authsite.secret_key import load_or_create_secret_key
 from authsite.templating import Pages, resource_dir
 from authsite.web.account import account_router
+from authsite.web.admin import admin_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
 from authsite.web.deps import checked_form
@@ -91,7 +92,7 @@ class AuthSite:
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
         app.mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static")
         routers = (
-            auth_router(self), register_router(self), reset_router(self), account_router(self),
+            auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self),
             api_router(self), health_router(self),
         )
         for router in routers:

@@ -8,13 +8,15 @@ from authsite.csrf import Csrf, CsrfFailed, is_cross_site
 from authsite.web.inputs import read_form
 
 
-def checked_form(get_csrf: Callable[[], Csrf]) -> Callable[[Request], Awaitable[dict[str, str]]]:
+def checked_form(
+    get_csrf: Callable[[], Csrf], repeatable: tuple[str, ...] = ()
+) -> Callable[[Request], Awaitable[dict]]:
     """A dependency giving a POSTed form's fields once its origin and `csrf_token` check out."""
 
-    async def form_from_this_site(request: Request) -> dict[str, str]:
+    async def form_from_this_site(request: Request) -> dict:
         if is_cross_site(request):
             raise CsrfFailed()
-        fields = await read_form(request)
+        fields = await read_form(request, repeatable)
         if not get_csrf().is_valid(request, fields.get("csrf_token")):
             raise CsrfFailed()
         return fields

@@ -1,9 +1,10 @@
 """Reading form and JSON bodies into plain values, refusing malformed ones with a clear 4xx."""
 
 import json
-from typing import TypeVar
+from collections.abc import Iterable
+from typing import Annotated, TypeVar
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -11,20 +12,26 @@ MAX_FORM_FIELDS = 50
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Model = TypeVar("Model", bound=BaseModel)
+# Row ids in paths: bounded so an absurd number is a 422, not a database overflow.
+RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """The submitted fields; a field sent twice or a file upload is refused with 400."""
+async def read_form(request: Request, repeatable: Iterable[str] = ()) -> dict:
+    """The submitted fields. A field sent twice is refused with 400, unless it
+    is `repeatable` (its value is then the list); a file upload is refused too."""
     if _media_type(request) not in FORM_TYPES:
         raise HTTPException(415, "Send the form as application/x-www-form-urlencoded.")
     form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
-    fields: dict[str, str] = {}
+    fields: dict = {name: [] for name in repeatable}
     for name, value in form.multi_items():
         if not isinstance(value, str):
             raise HTTPException(400, f"The field {name!r} must be text, not a file.")
-        if name in fields:
+        if name in repeatable:
+            fields[name].append(value)
+        elif name in fields:
             raise HTTPException(400, f"The field {name!r} was sent more than once.")
-        fields[name] = value
+        else:
+            fields[name] = value
     return fields
 
 

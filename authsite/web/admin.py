@@ -1,0 +1,127 @@
+"""Admin pages: find users, change their permissions, deactivate them, read the audit log."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.responses import RedirectResponse, Response
+
+from authsite import accounts, events, guards, resets, sessions, user_admin
+from authsite.events import Kind
+from authsite.models import User
+from authsite.web.audit import audit
+from authsite.web.deps import checked_form
+from authsite.web.inputs import RowId
+
+NOTICES = {
+    "saved": "Changes saved.",
+    "revoked": "Every session of this user has ended.",
+}
+
+
+def admin_router(site) -> APIRouter:
+    # Every route here needs admin or super, checked before anything else, so a
+    # user without the scope gets the same 403 whether or not an id exists.
+    router = APIRouter(prefix="/admin", dependencies=[Depends(guards.admin_user)])
+    Form = Annotated[dict, Depends(checked_form(lambda: site.csrf, repeatable=("scopes",)))]
+
+    @router.get("")
+    async def admin_home() -> Response:
+        return RedirectResponse("/admin/users", status_code=303)
+
+    @router.get("/users")
+    async def users_page(request: Request, q: str = "", after: str | None = None) -> Response:
+        async with site.database.sessionmaker() as db:
+            page = await user_admin.search_users(db=db, query=q[:254], after=after)
+        return site.pages.render(request, "admin_users.html", {"page": page, "q": q[:254]})
+
+    @router.get("/users/{user_id}")
+    async def user_page(request: Request, user_id: RowId, done: str = "") -> Response:
+        return await _user_page(request, user_id, notice=NOTICES.get(done))
+
+    @router.post("/users/{user_id}")
+    async def change_user(request: Request, user_id: RowId, form: Form) -> Response:
+        active = form.get("active", "true")
+        if active not in ("true", "false"):
+            return await _user_page(request, user_id, error="'active' must be true or false.")
+        async with site.database.sessionmaker() as db:
+            user = await _user_or_404(db, user_id)
+            try:
+                scopes = user_admin.clean_scopes(form["scopes"])
+                old_scopes, active_changed = await user_admin.change_user(
+                    db=db, actor=_actor(request), user=user, scopes=scopes, active=active == "true"
+                )
+            except user_admin.AdminRefused as exc:
+                raise HTTPException(403, str(exc)) from None
+            except user_admin.AdminInvalid as exc:
+                return await _user_page(request, user_id, error=str(exc))
+        if set(old_scopes) != set(scopes):
+            await audit(site, request, Kind.SCOPES_CHANGED, user_id=user_id, actor_id=request.user.id,
+                        before=old_scopes, after=scopes)
+        if active_changed:
+            kind = Kind.ACTIVATED if active == "true" else Kind.DEACTIVATED
+            await audit(site, request, kind, user_id=user_id, actor_id=request.user.id)
+        return RedirectResponse(f"/admin/users/{user_id}?done=saved", status_code=303)
+
+    @router.post("/users/{user_id}/revoke-sessions")
+    async def revoke_sessions(request: Request, user_id: RowId, form: Form) -> Response:
+        async with site.database.sessionmaker() as db:
+            user = await _user_or_404(db, user_id)
+            try:
+                await user_admin.end_all_sessions(db=db, actor=_actor(request), user=user)
+            except user_admin.AdminRefused as exc:
+                raise HTTPException(403, str(exc)) from None
+        await audit(site, request, Kind.SESSION_REVOKED, user_id=user_id, actor_id=request.user.id, all=True)
+        return RedirectResponse(f"/admin/users/{user_id}?done=revoked", status_code=303)
+
+    @router.post("/users/{user_id}/reset-link")
+    async def reset_link(request: Request, user_id: RowId, form: Form) -> Response:
+        async with site.database.sessionmaker() as db:
+            user = await _user_or_404(db, user_id)
+            try:
+                user_admin.check_may_issue_reset(_actor(request), user)
+            except user_admin.AdminRefused as exc:
+                raise HTTPException(403, str(exc)) from None
+            except user_admin.AdminInvalid as exc:
+                return await _user_page(request, user_id, error=str(exc))
+            token = await resets.create_reset_token(db=db, user=user)
+        await audit(site, request, Kind.RESET_REQUESTED, user_id=user_id, actor_id=request.user.id, via="admin")
+        link = f"{site.settings.public_url}/auth/reset/{token}"
+        page = site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link})
+        page.headers["referrer-policy"] = "no-referrer"
+        return page
+
+    @router.get("/events")
+    async def events_page(request: Request, kind: str = "", user: str = "", before: int | None = None) -> Response:
+        kind = kind if kind in {k.value for k in Kind} else ""
+        async with site.database.sessionmaker() as db:
+            rows = await events.list_events(db=db, kind=kind or None, username=user[:64] or None, before_id=before)
+            names = await _usernames(db, {r.user_id for r in rows} | {r.actor_id for r in rows})
+        context = {"events": rows, "names": names, "kind": kind, "user_filter": user[:64],
+                   "kinds": list(Kind), "next_before": rows[-1].id if len(rows) == 50 else None}
+        return site.pages.render(request, "admin_events.html", context)
+
+    async def _user_page(request: Request, user_id: int, *, notice=None, error=None) -> Response:
+        async with site.database.sessionmaker() as db:
+            user = await _user_or_404(db, user_id)
+            live = await sessions.list_user_sessions(db=db, user_id=user_id)
+            recent = await events.recent_events_for_user(db=db, user_id=user_id, limit=20)
+        context = {"account": user, "session_count": len(live), "events": recent, "notice": notice,
+                   "error": error, "actor_is_super": _actor(request).is_super}
+        return site.pages.render(request, "admin_user.html", context, status_code=400 if error else 200)
+
+    return router
+
+
+def _actor(request: Request) -> user_admin.Actor:
+    return user_admin.Actor(id=request.user.id, scopes=frozenset(request.auth.scopes))
+
+
+async def _user_or_404(db, user_id: int) -> User:
+    user = await accounts.get_user_by_id(db, user_id)
+    if user is None:
+        raise HTTPException(404, "No such user.")
+    return user
+
+
+async def _usernames(db, ids: set[int | None]) -> dict[int, str]:
+    return await accounts.usernames_by_id(db, {i for i in ids if i is not None})
