@@ -26,7 +26,7 @@ class AccountError(Exception):
 
 
 async def get_user_by_id(db: AsyncSession, user_id: int) -> User | None:
-    return await db.get(User, user_id)
+    return await db.get(User, user_id) if rules.is_row_id(user_id) else None
 
 
 async def get_user_by_username(db: AsyncSession, username: str) -> User | None:
@@ -71,7 +71,7 @@ async def create_user(
     if email and await get_user_by_email(db, email):
         raise AccountError("email", EMAIL_TAKEN)
     user = User(
-        username=username,
+        username=rules.normalise_username(username),
         username_key=rules.username_key(username),
         email=email,
         email_key=rules.email_key(email) if email else None,
@@ -102,10 +102,14 @@ async def authenticate(
         return None
     if new_hash:
         user.password_hash = new_hash
+    await record_login(db=db, user=user)
+    return user
+
+
+async def record_login(*, db: AsyncSession, user: User) -> None:
     user.last_login_at = utcnow()
     db.add(user)
     await db.commit()
-    return user
 
 
 async def change_password(
