@@ -4,7 +4,6 @@ site says so."""
 
 import asyncio
 import unicodedata
-from html.parser import HTMLParser
 
 import httpx2
 import pytest
@@ -14,54 +13,10 @@ from sqlmodel import select
 from authsite import create_app
 from authsite.accounts import EMAIL_TAKEN, USERNAME_TAKEN
 from authsite.models import User
-from support import csrf_from, form_token, log_in
+from support import FormPage, csrf_from, form_token, log_in
 
 NEW_PASSWORD = "another long phrase 9"
 SIMULTANEOUS_SIGN_UPS = 20
-
-
-class RegisterPage(HTMLParser):
-    """The inputs, label targets and per-field error messages of a rendered form."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.inputs: dict[str, dict[str, str]] = {}
-        self.label_targets: set[str] = set()
-        self.links: list[str] = []
-        self._texts: dict[str, str] = {}
-        self._text_of: str | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attributes = {name: value or "" for name, value in attrs}
-        if tag == "input" and "name" in attributes:
-            self.inputs[attributes["name"]] = attributes
-        elif tag == "label" and "for" in attributes:
-            self.label_targets.add(attributes["for"])
-        elif tag == "a" and "href" in attributes:
-            self.links.append(attributes["href"])
-        if "id" in attributes:
-            self._text_of = attributes["id"]
-            self._texts[self._text_of] = ""
-
-    def handle_data(self, data):
-        if self._text_of is not None:
-            self._texts[self._text_of] += data
-
-    def handle_endtag(self, tag):
-        self._text_of = None
-
-    def error_for(self, field: str) -> str | None:
-        """The message shown and announced for `field`, if it is marked invalid."""
-        attributes = self.inputs[field]
-        if attributes.get("aria-invalid") != "true":
-            return None
-        error_id = f"{attributes['id']}-error"
-        assert error_id in attributes.get("aria-describedby", "").split()
-        return self._texts.get(error_id, "").strip()
-
-    def errors(self) -> dict[str, str]:
-        return {name: message for name in self.inputs if (message := self.error_for(name))}
 
 
 def sign_up(client, username="bob", password=NEW_PASSWORD, *, confirm=None, email="", **extra):
@@ -90,8 +45,8 @@ def usernames(run_db) -> list[str]:
 def assert_refused(response, run_db, field: str, *, users_before=()) -> str:
     """A 400 re-render with a message on `field`, and no account created."""
     assert response.status_code == 400, response.text
-    message = RegisterPage(response.text).error_for(field)
-    assert message, f"no error shown on {field}: {RegisterPage(response.text).errors()}"
+    message = FormPage(response.text).error_for(field)
+    assert message, f"no error shown on {field}: {FormPage(response.text).errors()}"
     assert usernames(run_db) == list(users_before)
     return message
 
@@ -100,7 +55,7 @@ def assert_refused(response, run_db, field: str, *, users_before=()) -> str:
 
 
 def test_register_form_has_the_fields_a_password_manager_needs(client):
-    page = RegisterPage(client.get("/auth/register").text)
+    page = FormPage(client.get("/auth/register").text)
 
     assert page.inputs["csrf_token"]["type"] == "hidden"
     assert page.inputs["csrf_token"]["value"]
@@ -243,7 +198,7 @@ def test_simultaneous_sign_ups_of_one_name_create_exactly_one_user(app, client, 
     assert statuses == [303] + [400] * (SIMULTANEOUS_SIGN_UPS - 1), statuses
     for response in responses:
         if response.status_code == 400:
-            assert RegisterPage(response.text).error_for("username") == USERNAME_TAKEN
+            assert FormPage(response.text).error_for("username") == USERNAME_TAKEN
     [winner] = [names[i] for i, response in enumerate(responses) if response.status_code == 303]
     # Stored as typed, after NFKC (full-width letters become plain ones).
     assert usernames(run_db) == [unicodedata.normalize("NFKC", winner)]
@@ -317,7 +272,7 @@ def test_a_failed_sign_up_keeps_what_was_typed_but_never_the_password(client):
     secret = "my secret phrase 77"
     response = sign_up(client, "bob", secret, confirm=secret + "x", email="bob@example.com")
 
-    page = RegisterPage(response.text)
+    page = FormPage(response.text)
     assert response.status_code == 400
     assert page.inputs["username"]["value"] == "bob"
     assert page.inputs["email"]["value"] == "bob@example.com"
@@ -400,11 +355,11 @@ def test_with_sign_up_off_no_page_links_to_it(closed_site, path):
 
 @pytest.mark.parametrize("path", ["/auth/login", "/"])
 def test_with_sign_up_on_the_login_page_and_nav_link_to_it(client, path):
-    assert "/auth/register" in RegisterPage(client.get(path).text).links
+    assert "/auth/register" in FormPage(client.get(path).text).links
 
 
 def test_a_logged_in_user_sees_no_sign_up_link(logged_in_client):
-    assert "/auth/register" not in RegisterPage(logged_in_client.get("/").text).links
+    assert "/auth/register" not in FormPage(logged_in_client.get("/").text).links
 
 
 def test_password_is_never_stored_in_clear(client, run_db):
