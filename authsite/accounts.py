@@ -27,7 +27,7 @@ class AccountError(Exception):
 
 
 async def get_user_by_id(db: AsyncSession, user_id: int) -> User | None:
-    return await db.get(User, user_id)
+    return await db.get(User, user_id) if rules.is_row_id(user_id) else None
 
 
 async def usernames_by_id(db: AsyncSession, user_ids: set[int]) -> dict[int, str]:
@@ -79,7 +79,7 @@ async def create_user(
     if email and await get_user_by_email(db, email):
         raise AccountError("email", EMAIL_TAKEN)
     user = User(
-        username=username,
+        username=rules.normalise_username(username),
         username_key=rules.username_key(username),
         email=email,
         email_key=rules.email_key(email) if email else None,
@@ -120,10 +120,14 @@ async def check_login(*, db: AsyncSession, hasher: PasswordHasher, username: str
         return LoginCheck(None, "inactive", user.id)
     if new_hash:
         user.password_hash = new_hash
+    await record_login(db=db, user=user)
+    return LoginCheck(user, account_id=user.id)
+
+
+async def record_login(*, db: AsyncSession, user: User) -> None:
     user.last_login_at = utcnow()
     db.add(user)
     await db.commit()
-    return LoginCheck(user, account_id=user.id)
 
 
 async def authenticate(

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
 import secrets
 import smtplib
 import ssl
@@ -88,14 +89,15 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
 
 
 def write_to_outbox(outbox_dir: Path, mail: Mail) -> Path:
-    outbox_dir.mkdir(parents=True, exist_ok=True)
+    # Reset links are secrets: the outbox and its files are the site user's alone.
+    outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     name = f"{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
     path = outbox_dir / name
-    # Reset links are secrets: the outbox is readable by the site's user only.
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(build_message(mail, "authsite@localhost").as_bytes())
-    tmp.chmod(0o600)
-    tmp.rename(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(build_message(mail, "authsite@localhost").as_bytes())
+    tmp.rename(path)  # readers of the outbox never see a half-written mail
     return path
 
 

@@ -21,6 +21,19 @@ MIN_PASSWORD_SCORE = 2
 STRENGTH_CHECK_CHARS = 72
 
 
+MAX_ROW_ID = 2**31 - 1  # ids are 32-bit on Postgres
+
+
+def is_row_id(value: int) -> bool:
+    """Whether an id from a URL could name a row at all (else: not found, no query)."""
+    return 1 <= value <= MAX_ROW_ID
+
+
+def normalise_username(username: str) -> str:
+    """The form a new name is stored in (what the length rule counted)."""
+    return unicodedata.normalize("NFKC", username)
+
+
 def username_key(username: str) -> str:
     """The form usernames are compared and stored unique in: NFKC, case-folded, NFKC again."""
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())

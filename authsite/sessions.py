@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from authsite import tokens
+from authsite import rules, tokens
 from authsite.models import Session, User, utcnow
 
 # Sliding the idle expiry costs a write; do it at most this often per session.
@@ -150,6 +150,8 @@ async def end_session(*, db: AsyncSession, session_id: int) -> None:
 
 async def end_own_session(*, db: AsyncSession, user_id: int, session_id: int) -> bool:
     """End one of `user_id`'s sessions; False if they have no session with that id."""
+    if not rules.is_row_id(session_id):
+        return False
     result = await db.exec(delete(Session).where(Session.id == session_id, Session.user_id == user_id))
     await db.commit()
     return result.rowcount > 0

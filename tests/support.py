@@ -1,6 +1,7 @@
 """Helpers tests share: what a browser does to fill in and send our forms."""
 
 import re
+from html.parser import HTMLParser
 
 from fastapi.testclient import TestClient
 
@@ -26,3 +27,51 @@ def log_in(client: TestClient, username="alice", password=PASSWORD, *, remember=
     if next_path is not None:
         data["next"] = next_path
     return client.post("/auth/login", data=data)
+
+
+class FormPage(HTMLParser):
+    """A rendered page as a browser reads its forms: inputs, labels, buttons,
+    links, and the error message announced for each invalid field."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.inputs: dict[str, dict[str, str]] = {}
+        self.label_targets: set[str] = set()
+        self.buttons: list[dict[str, str]] = []
+        self.links: list[str] = []
+        self.texts_by_id: dict[str, str] = {}
+        self._text_of: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "input" and "name" in attributes:
+            self.inputs[attributes["name"]] = attributes
+        elif tag == "label" and "for" in attributes:
+            self.label_targets.add(attributes["for"])
+        elif tag == "button":
+            self.buttons.append(attributes)
+        elif tag == "a" and "href" in attributes:
+            self.links.append(attributes["href"])
+        if "id" in attributes:
+            self._text_of = attributes["id"]
+            self.texts_by_id[self._text_of] = ""
+
+    def handle_data(self, data):
+        if self._text_of is not None:
+            self.texts_by_id[self._text_of] += data
+
+    def handle_endtag(self, tag):
+        self._text_of = None
+
+    def error_for(self, field: str) -> str | None:
+        """The message shown and announced for `field`, if it is marked invalid."""
+        attributes = self.inputs[field]
+        if attributes.get("aria-invalid") != "true":
+            return None
+        error_id = f"{attributes['id']}-error"
+        assert error_id in attributes.get("aria-describedby", "").split()
+        return self.texts_by_id.get(error_id, "").strip()
+
+    def errors(self) -> dict[str, str]:
+        return {name: message for name in self.inputs if (message := self.error_for(name))}

@@ -1,52 +1,12 @@
 """The login and logout pages, as a browser and a password manager see them."""
 
 import re
-from html.parser import HTMLParser
 
 import pytest
 from sqlmodel import select
 
 from authsite.models import User
-from support import CSRF_FIELD, PASSWORD, form_token, log_in
-
-
-class FormParser(HTMLParser):
-    """The inputs, labels and buttons of a page, with their attributes."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.inputs: dict[str, dict[str, str]] = {}
-        self.label_targets: set[str] = set()
-        self.buttons: list[dict[str, str]] = []
-        self.ids: dict[str, str] = {}
-        self._text_of: str | None = None
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        attributes = {name: value or "" for name, value in attrs}
-        if tag == "input" and "name" in attributes:
-            self.inputs[attributes["name"]] = attributes
-        elif tag == "label" and "for" in attributes:
-            self.label_targets.add(attributes["for"])
-        elif tag == "button":
-            self.buttons.append(attributes)
-        if "id" in attributes:
-            self._text_of = attributes["id"]
-            self.ids[self._text_of] = ""
-
-    def handle_data(self, data):
-        if self._text_of is not None:
-            self.ids[self._text_of] += data
-
-    def handle_endtag(self, tag):
-        self._text_of = None
-
-    def error_for(self, field: str) -> str | None:
-        """The message a screen reader announces for `field`, if it is marked invalid."""
-        attributes = self.inputs[field]
-        if attributes.get("aria-invalid") != "true":
-            return None
-        return self.ids.get(attributes.get("aria-describedby", ""), "").strip()
+from support import FormPage, CSRF_FIELD, PASSWORD, form_token, log_in
 
 
 def without_csrf_tokens(html: str) -> str:
@@ -72,7 +32,7 @@ def deactivate(run_db, username):
 
 
 def test_login_form_offers_username_and_password_as_password_managers_expect(client):
-    form = FormParser(client.get("/auth/login").text)
+    form = FormPage(client.get("/auth/login").text)
 
     assert form.inputs["username"]["autocomplete"] == "username"
     assert form.inputs["password"]["autocomplete"] == "current-password"
@@ -80,7 +40,7 @@ def test_login_form_offers_username_and_password_as_password_managers_expect(cli
 
 
 def test_login_form_has_remember_next_and_csrf_fields(client):
-    form = FormParser(client.get("/auth/login?next=/reports").text)
+    form = FormPage(client.get("/auth/login?next=/reports").text)
 
     assert form.inputs["remember"]["type"] == "checkbox"
     assert form.inputs["next"] == {"type": "hidden", "name": "next", "value": "/reports"}
@@ -89,7 +49,7 @@ def test_login_form_has_remember_next_and_csrf_fields(client):
 
 
 def test_every_visible_login_input_has_a_label(client):
-    form = FormParser(client.get("/auth/login").text)
+    form = FormPage(client.get("/auth/login").text)
 
     for name in ("username", "password", "remember"):
         assert form.inputs[name]["id"] in form.label_targets, name
@@ -209,7 +169,7 @@ def test_empty_fields_get_400_with_a_message_for_each(client, user, fields, inva
     response = post_login(client, **fields)
 
     assert response.status_code == 400
-    form = FormParser(response.text)
+    form = FormPage(response.text)
     for name in ("username", "password"):
         message = form.error_for(name)
         if name in invalid:
@@ -223,7 +183,7 @@ def test_whitespace_only_username_counts_as_empty(client, user):
     response = post_login(client, username="   ", password=PASSWORD)
 
     assert response.status_code == 400
-    assert FormParser(response.text).error_for("username")
+    assert FormPage(response.text).error_for("username")
 
 
 # Logout
@@ -233,7 +193,7 @@ def test_logout_page_shows_a_button_and_does_not_log_out(logged_in_client):
     page = logged_in_client.get("/auth/logout")
 
     assert page.status_code == 200
-    form = FormParser(page.text)
+    form = FormPage(page.text)
     assert form.buttons
     assert form.inputs["csrf_token"]["value"]
     assert logged_in_client.get("/api/me").status_code == 200

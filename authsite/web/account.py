@@ -12,7 +12,6 @@ from authsite.events import Kind
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import Session, User
 from authsite.web.audit import audit
-from authsite.web.inputs import RowId
 from authsite.web.user_auth import log_in_user
 
 NOTICES = {
@@ -76,7 +75,7 @@ def account_router(site) -> APIRouter:
         return response
 
     @router.post("/sessions/{session_id}/revoke")
-    async def revoke_session(request: Request, session_id: RowId, form: Form) -> Response:
+    async def revoke_session(request: Request, session_id: int, form: Form) -> Response:
         async with site.database.sessionmaker() as db:
             ended = await sessions.end_own_session(db=db, user_id=request.user.id, session_id=session_id)
         if not ended:

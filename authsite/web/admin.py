@@ -10,7 +10,6 @@ from authsite.events import Kind
 from authsite.models import User
 from authsite.web.audit import audit
 from authsite.web.deps import checked_form
-from authsite.web.inputs import RowId
 
 NOTICES = {
     "saved": "Changes saved.",
@@ -35,11 +34,11 @@ def admin_router(site) -> APIRouter:
         return site.pages.render(request, "admin_users.html", {"page": page, "q": q[:254]})
 
     @router.get("/users/{user_id}")
-    async def user_page(request: Request, user_id: RowId, done: str = "") -> Response:
+    async def user_page(request: Request, user_id: int, done: str = "") -> Response:
         return await _user_page(request, user_id, notice=NOTICES.get(done))
 
     @router.post("/users/{user_id}")
-    async def change_user(request: Request, user_id: RowId, form: Form) -> Response:
+    async def change_user(request: Request, user_id: int, form: Form) -> Response:
         active = form.get("active", "true")
         if active not in ("true", "false"):
             return await _user_page(request, user_id, error="'active' must be true or false.")
@@ -63,7 +62,7 @@ def admin_router(site) -> APIRouter:
         return RedirectResponse(f"/admin/users/{user_id}?done=saved", status_code=303)
 
     @router.post("/users/{user_id}/revoke-sessions")
-    async def revoke_sessions(request: Request, user_id: RowId, form: Form) -> Response:
+    async def revoke_sessions(request: Request, user_id: int, form: Form) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             try:
@@ -74,7 +73,7 @@ def admin_router(site) -> APIRouter:
         return RedirectResponse(f"/admin/users/{user_id}?done=revoked", status_code=303)
 
     @router.post("/users/{user_id}/reset-link")
-    async def reset_link(request: Request, user_id: RowId, form: Form) -> Response:
+    async def reset_link(request: Request, user_id: int, form: Form) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             try:

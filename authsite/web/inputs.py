@@ -2,9 +2,9 @@
 
 import json
 from collections.abc import Iterable
-from typing import Annotated, TypeVar
+from typing import TypeVar
 
-from fastapi import HTTPException, Path, Request
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
@@ -12,8 +12,6 @@ MAX_FORM_FIELDS = 50
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Model = TypeVar("Model", bound=BaseModel)
-# Row ids in paths: bounded so an absurd number is a 422, not a database overflow.
-RowId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 async def read_form(request: Request, repeatable: Iterable[str] = ()) -> dict:

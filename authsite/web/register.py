@@ -38,6 +38,7 @@ def register_router(site) -> APIRouter:
                         db=db, hasher=site.hasher, username=values["username"].strip(),
                         password=values["password"], email=values["email"],
                     )
+                    await accounts.record_login(db=db, user=user)
             except accounts.AccountError as exc:
                 errors = {exc.field: exc.message}
         if errors:

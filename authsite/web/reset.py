@@ -51,6 +51,9 @@ def reset_router(site) -> APIRouter:
 
     @router.post("/{token}")
     async def reset(request: Request, token: str, form: Form) -> Response:
+        async with site.database.sessionmaker() as db:
+            if await resets.get_user_by_reset_token(db=db, token=token) is None:
+                return _invalid_link(request)
         password, confirm = form.get("password", ""), form.get("password_confirm", "")
         errors = {}
         if not password:
