@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from authsite import accounts, resets, schema
+from authsite import accounts, events, resets, schema
 from authsite.config import Settings
 from authsite.db import Database
 from authsite.models import DEFAULT_SCOPES
@@ -60,9 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="run.py", description="authsite: serve the site (the default) or manage users."
     )
     parser.set_defaults(handler=serve)
+    _add_serve_options(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve_cmd = commands.add_parser("serve", help="serve the site on AUTHSITE_HOST:AUTHSITE_PORT (default)")
+    _add_serve_options(serve_cmd)
     serve_cmd.set_defaults(handler=serve)
 
     create = commands.add_parser("create-user", help="create a user")
@@ -88,15 +90,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers", type=_positive, default=1, metavar="N",
+        help="worker processes sharing the database (default 1)",
+    )
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return int(value)
+
+
 def serve(settings: Settings, args: argparse.Namespace) -> int:
+    import logging.config
+
     import uvicorn
 
-    from authsite.app import create_app
+    from authsite.logs import logging_config
 
+    config = logging_config(settings.log_level)
+    logging.config.dictConfig(config)
     # Start once before serving so a bad database URL, key file or admin
-    # password ends in one clear line rather than a server traceback.
+    # password ends in one clear line rather than a server traceback; this
+    # also migrates the schema before any worker starts.
     _run(settings, _start_and_stop_site(settings))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    trusted = settings.forwarded_allow_ips.strip()
+    uvicorn.run(
+        "authsite.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=args.workers,
+        # X-Forwarded-For/-Proto are believed only from these proxies; with
+        # none set, a client's own headers change nothing.
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        log_config=config,
+        log_level=settings.log_level,
+        server_header=False,
+    )
     return 0
 
 
@@ -109,6 +143,7 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
             user = await accounts.create_user(
                 db=session, hasher=hasher, username=args.name, password=password, email=args.email, scopes=scopes
             )
+        await events.AuditLog(db.sessionmaker).record(events.Kind.USER_CREATED, user_id=user.id, via="cli")
         print(f"created user {user.username!r} (id {user.id}) with scopes {', '.join(user.scopes)}")
 
     _run_with_database(settings, create)
@@ -124,6 +159,7 @@ def set_password(settings: Settings, args: argparse.Namespace) -> int:
             if user is None:
                 raise CommandFailed(f"no user named {args.name!r}")
             await accounts.set_password(db=session, hasher=hasher, user=user, password=password)
+        await events.AuditLog(db.sessionmaker).record(events.Kind.PASSWORD_CHANGED, user_id=user.id, via="cli")
         print(f"password changed for {user.username!r}; their sessions have ended")
 
     _run_with_database(settings, change)
@@ -139,6 +175,7 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
             if not user.is_active:
                 raise CommandFailed(f"{user.username!r} is deactivated; a reset link would not let them in")
             token = await resets.create_reset_token(db=session, user=user)
+        await events.AuditLog(db.sessionmaker).record(events.Kind.RESET_REQUESTED, user_id=user.id, via="cli")
         print(f"{settings.public_url}/auth/reset/{token}")
         print(f"(valid for one hour, once; for {user.username!r})", file=sys.stderr)
 

@@ -1,6 +1,5 @@
 """The audit log: record what happened to an account (never failing the request), read it, prune it."""
 
-import json
 import logging
 from datetime import timedelta
 from enum import StrEnum
@@ -86,13 +85,13 @@ class AuditLog:
             user_agent=user_agent[:USER_AGENT_MAX_CHARS] if user_agent else None,
             detail=detail,
         )
-        log.info(_as_line(event))
+        log.info(str(kind), extra={"fields": _fields(event)})
         try:
             async with self.sessionmaker() as db:
                 db.add(event)
                 await db.commit()
         except Exception as exc:
-            log.error(json.dumps({"error": "audit_write_failed", "event": str(kind), "reason": type(exc).__name__}))
+            log.error("audit_write_failed", extra={"fields": {"event": str(kind), "reason": type(exc).__name__}})
 
 
 async def recent_events_for_user(*, db: AsyncSession, user_id: int, limit: int = 10) -> list[AuthEvent]:
@@ -126,7 +125,7 @@ async def prune_events(*, db: AsyncSession, older_than: timedelta) -> int:
     return result.rowcount or 0
 
 
-def _as_line(event: AuthEvent) -> str:
+def _fields(event: AuthEvent) -> dict:
     # Only what the event row holds: never a password, token or hash.
     fields = {
         "event": str(event.kind),
@@ -136,4 +135,4 @@ def _as_line(event: AuthEvent) -> str:
         "ip": event.ip,
         **event.detail,
     }
-    return json.dumps({k: v for k, v in fields.items() if v is not None}, default=str, ensure_ascii=False)
+    return {k: v for k, v in fields.items() if v is not None}

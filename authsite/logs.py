@@ -1,0 +1,47 @@
+"""Logging for `run.py`: one JSON line per record, with secrets kept out."""
+
+import json
+import logging
+import re
+import traceback
+from datetime import datetime, timezone
+
+# Reset links carry their token in the path; the access log must not keep it.
+SECRET_IN_PATH = re.compile(r"(/auth/reset/)[A-Za-z0-9_-]{8,}")
+
+
+class JsonLineFormatter(logging.Formatter):
+    """{"time", "level", "logger", "message", ...fields}; a traceback becomes one escaped field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            kind, error, tb = record.exc_info
+            line["error"] = f"{kind.__name__}: {redact(str(error))}"
+            line["traceback"] = redact("".join(traceback.format_tb(tb)))
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def redact(text: str) -> str:
+    return SECRET_IN_PATH.sub(r"\1[token]", text)
+
+
+def logging_config(level: str) -> dict:
+    """A dictConfig for authsite's and uvicorn's loggers at `level`."""
+    level = level.upper()
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    loggers = {name: {"handlers": ["stderr"], "level": level, "propagate": False}
+               for name in ("authsite", "uvicorn", "uvicorn.error", "uvicorn.access")}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonLineFormatter}},
+        "handlers": {"stderr": handler},
+        "loggers": loggers,
+    }
