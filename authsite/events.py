@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite.models import AuthEvent, User, utcnow
-from authsite.rules import username_key
+from authsite.rules import MAX_ROW_ID, username_key
 
 log = logging.getLogger("authsite.audit")
 
@@ -76,14 +76,16 @@ class AuditLog:
     ) -> None:
         """Log one structured line and store the event. Never raises: the audit
         log must not turn a successful login (or a refused one) into a 500."""
+        typed = _storable(username[:USERNAME_MAX_CHARS]) if username else None
         event = AuthEvent(
             kind=kind,
             user_id=user_id,
-            username=username[:USERNAME_MAX_CHARS] if username else None,
+            username=typed,
+            username_key=username_key(typed)[:USERNAME_MAX_CHARS] if typed else None,
             actor_id=actor_id,
             ip=ip,
-            user_agent=user_agent[:USER_AGENT_MAX_CHARS] if user_agent else None,
-            detail=detail,
+            user_agent=_storable(user_agent[:USER_AGENT_MAX_CHARS]) if user_agent else None,
+            detail={k: _storable(v) if isinstance(v, str) else v for k, v in detail.items()},
         )
         log.info(str(kind), extra={"fields": _fields(event)})
         try:
@@ -110,11 +112,12 @@ async def list_events(
     if kind:
         statement = statement.where(AuthEvent.kind == kind)
     if username:
-        user_ids = select(User.id).where(User.username_key == username_key(username))
-        statement = statement.where(
-            col(AuthEvent.user_id).in_(user_ids) | (AuthEvent.username == username[:USERNAME_MAX_CHARS])
-        )
-    if before_id is not None:
+        key = username_key(_storable(username[:USERNAME_MAX_CHARS]))[:USERNAME_MAX_CHARS]
+        user_ids = select(User.id).where(User.username_key == key)
+        statement = statement.where(col(AuthEvent.user_id).in_(user_ids) | (AuthEvent.username_key == key))
+    if before_id is not None and before_id <= MAX_ROW_ID:  # beyond: every id is older
+        if before_id < 1:
+            return []
         statement = statement.where(col(AuthEvent.id) < before_id)
     return list((await db.exec(statement)).all())
 
@@ -123,6 +126,11 @@ async def prune_events(*, db: AsyncSession, older_than: timedelta) -> int:
     result = await db.exec(delete(AuthEvent).where(col(AuthEvent.created_at) < utcnow() - older_than))
     await db.commit()
     return result.rowcount or 0
+
+
+def _storable(text: str) -> str:
+    """Attackers type anything; NUL and lone surrogates cannot be stored, so escape them."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 def _fields(event: AuthEvent) -> dict:

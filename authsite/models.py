@@ -1,10 +1,16 @@
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer
+from sqlalchemy import JSON, Column, ForeignKey, Integer, String
 from sqlmodel import Field, SQLModel
 
 DEFAULT_SCOPES = ["authenticated"]
+
+
+def _key_type(length: int) -> String:
+    # Keys are normalised machine values: byte order ("C") on Postgres makes
+    # prefix ranges exact and index-backed whatever the database's locale.
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -19,12 +25,12 @@ class User(SQLModel, table=True):
     username: str = Field(max_length=32)
     # NFKC + case-folded form; the unique index is what makes `Alice` and
     # `ＡＬＩＣＥ` one account, even under simultaneous sign-ups.
-    username_key: str = Field(max_length=64, unique=True, index=True)
+    username_key: str = Field(sa_column=Column(_key_type(64), nullable=False, unique=True, index=True))
     first_name: str | None = Field(default=None, max_length=50)
     last_name: str | None = Field(default=None, max_length=50)
     email: str | None = Field(default=None, max_length=254)
     # Case-folded email, unique: one address opens at most one account.
-    email_key: str | None = Field(default=None, max_length=254, unique=True, index=True)
+    email_key: str | None = Field(default=None, sa_column=Column(_key_type(254), nullable=True, unique=True, index=True))
     password_hash: str = Field(max_length=255)
     scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), sa_column=Column(JSON, nullable=False))
     is_active: bool = True
@@ -76,8 +82,10 @@ class AuthEvent(SQLModel, table=True):
         default=None,
         sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True, index=True),
     )
-    # The name as typed, for failures that match no account (cut to 64 characters).
+    # The name as typed, for failures that match no account (cut to 64
+    # characters), and its normalised key so admins find it however it was spelt.
     username: str | None = Field(default=None, max_length=64)
+    username_key: str | None = Field(default=None, sa_column=Column(_key_type(64), nullable=True, index=True))
     actor_id: int | None = Field(
         default=None, sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True)
     )

@@ -1,4 +1,4 @@
-"""Audit log: the auth_event table.
+"""Audit log (the auth_event table); byte-order keys on Postgres.
 
 Revision ID: 0002
 Revises: 0001
@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=True),
         sa.Column("username", sa.String(length=64), nullable=True),
+        sa.Column("username_key", _key_type(64), nullable=True),
         sa.Column("actor_id", sa.Integer(), nullable=True),
         sa.Column("ip", sa.String(length=45), nullable=True),
         sa.Column("user_agent", sa.String(length=512), nullable=True),
@@ -33,7 +34,21 @@ def upgrade() -> None:
     op.create_index("ix_auth_event_created_at", "auth_event", ["created_at"])
     op.create_index("ix_auth_event_kind", "auth_event", ["kind"])
     op.create_index("ix_auth_event_user_id", "auth_event", ["user_id"])
+    op.create_index("ix_auth_event_username_key", "auth_event", ["username_key"])
+    if op.get_bind().dialect.name == "postgresql":
+        # Username and email keys compare byte-wise ("C"), so admin prefix
+        # searches stay exact and use the index under any database locale.
+        for column, length in (("username_key", 64), ("email_key", 254)):
+            op.alter_column("user", column, type_=sa.String(length, collation="C"),
+                            existing_type=sa.String(length))
 
 
 def downgrade() -> None:
     op.drop_table("auth_event")
+    if op.get_bind().dialect.name == "postgresql":
+        for column, length in (("username_key", 64), ("email_key", 254)):
+            op.alter_column("user", column, type_=sa.String(length), existing_type=sa.String(length, collation="C"))
+
+
+def _key_type(length: int) -> sa.String:
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
