@@ -25,6 +25,7 @@ from authsite.middleware import AuthMiddleware
 from authsite.passwords import PasswordHasher
 from authsite.secret_key import load_or_create_secret_key
 from authsite.templating import Pages, resource_dir
+from authsite.throttle import Limits, Throttle
 from authsite.web.account import account_router
 from authsite.web.admin import admin_router
 from authsite.web.api import api_router
@@ -77,6 +78,8 @@ class AuthSite:
         self.checked_form = checked_form(lambda: self.csrf)
         self.database: Database | None = None
         self.audit: events.AuditLog | None = None
+        self.throttle: Throttle | None = None
+        self.limits = Limits.from_settings(settings)
         self.csrf: Csrf | None = None
         self._purger: asyncio.Task | None = None
 
@@ -115,6 +118,7 @@ class AuthSite:
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
         self.audit = events.AuditLog(self.database.sessionmaker)
+        self.throttle = Throttle(self.database.sessionmaker)
         await self.hasher.warm_up()
         await self._bootstrap_admin()
         await self.mailer.start()
@@ -164,6 +168,7 @@ class AuthSite:
                     await resets.purge_expired_resets(db=db)
                     retention = timedelta(days=self.settings.audit_retention_days)
                     await events.prune_events(db=db, older_than=retention)
+                await self.throttle.prune(older_than=self.limits.longest_window)
             except SQLAlchemyError as exc:
                 log.warning("could not purge expired rows (%s); will retry", type(exc).__name__)
             await asyncio.sleep(PURGE_INTERVAL_SECONDS)

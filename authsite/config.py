@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     smtp_url: str | None = None
     login_max_failures: int = Field(10, ge=1)
     login_window_seconds: int = Field(180, ge=1)
+    login_ip_max_failures: int = Field(100, ge=1)
+    signup_max_per_ip: int = Field(10, ge=1)
+    signup_window_seconds: int = Field(3600, ge=1)
+    reset_max_per_ip: int = Field(10, ge=1)
+    reset_window_seconds: int = Field(3600, ge=1)
 
     audit_retention_days: int = Field(90, ge=1)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"

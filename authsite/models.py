@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer, String
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 DEFAULT_SCOPES = ["authenticated"]
@@ -92,3 +92,15 @@ class AuthEvent(SQLModel, table=True):
     ip: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=512)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ThrottleHit(SQLModel, table=True):
+    """One counted request (a failed login, a sign-up, a reset request) in a rate-limit bucket."""
+
+    __tablename__ = "throttle_hit"
+    __table_args__ = (Index("ix_throttle_hit_bucket_created_at", "bucket", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    # SHA-256 of the bucket's name ("login:<name>|<ip>"), so typed text is never stored here.
+    bucket: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, index=True)

@@ -18,6 +18,14 @@ from authsite.app import AuthSite
 from support import PASSWORD, log_in
 
 TEST_DATABASE_URL = os.environ.get("AUTHSITE_TEST_DATABASE_URL")
+# Every test client comes from one address; tests of other things must not trip
+# the rate limits by accident. Throttling tests set the real limits themselves.
+GENEROUS_LIMITS = {
+    "login_max_failures": 1000,
+    "login_ip_max_failures": 1000,
+    "signup_max_per_ip": 1000,
+    "reset_max_per_ip": 1000,
+}
 
 
 def pytest_configure(config):
@@ -83,7 +91,7 @@ def is_postgres(database_url) -> bool:
 @pytest.fixture
 def make_settings(tmp_path, database_url) -> Callable[..., Settings]:
     def make(**overrides) -> Settings:
-        values = {"data_dir": tmp_path / "data", "database_url": database_url, **overrides}
+        values = {"data_dir": tmp_path / "data", "database_url": database_url, **GENEROUS_LIMITS, **overrides}
         return Settings(_env_file=None, **values)
 
     return make

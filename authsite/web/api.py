@@ -6,13 +6,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, PlainValidator
 from starlette.responses import JSONResponse, Response
 
-from authsite import accounts
 from authsite.events import Kind
 from authsite.guards import CurrentUser
-from authsite.web.audit import audit, audit_login
+from authsite.web.audit import audit
 from authsite.web.deps import same_origin_api_call
 from authsite.web.inputs import read_json, require_json
-from authsite.web.user_auth import log_in_user, log_out_user
+from authsite.web.user_auth import attempt_login, log_in_user, log_out_user, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 
@@ -64,11 +63,11 @@ def api_router(site) -> APIRouter:
     @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn))
     async def api_login(request: Request) -> Response:
         body = await read_json(request, LoginIn)
-        username = body.username.strip()
-        async with site.database.sessionmaker() as db:
-            check = await accounts.check_login(db=db, hasher=site.hasher, username=username, password=body.password)
-        await audit_login(site, request, check, username, via="api")
-        user = check.user
+        outcome = await attempt_login(site, request, body.username.strip(), body.password, via="api")
+        if outcome.retry_after is not None:
+            detail = too_many_attempts(outcome.retry_after)
+            return JSONResponse({"detail": detail}, status_code=429, headers={"retry-after": str(outcome.retry_after)})
+        user = outcome.user
         if user is None:
             return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = JSONResponse({"user": user_json(user)})

@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import accounts, guards
+from authsite import guards
 from authsite.events import Kind
 from authsite.redirects import safe_next
-from authsite.web.audit import audit, audit_login
-from authsite.web.user_auth import log_in_user, log_out_user
+from authsite.web.audit import audit
+from authsite.web.user_auth import attempt_login, log_in_user, log_out_user, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 PASSWORD_RESET_NOTICE = "Your password has been reset. Log in with the new one."
@@ -37,10 +37,13 @@ def auth_router(site) -> APIRouter:
             errors["password"] = "Enter your password."
         if errors:
             return _login_form(request, username, next_path, errors, status_code=400)
-        async with site.database.sessionmaker() as db:
-            check = await accounts.check_login(db=db, hasher=site.hasher, username=username, password=password)
-        await audit_login(site, request, check, username, via="form")
-        user = check.user
+        outcome = await attempt_login(site, request, username, password, via="form")
+        if outcome.retry_after is not None:
+            errors = {"form": too_many_attempts(outcome.retry_after)}
+            page = _login_form(request, username, next_path, errors, status_code=429)
+            page.headers["retry-after"] = str(outcome.retry_after)
+            return page
+        user = outcome.user
         if user is None:
             # One message for unknown user, wrong password and inactive account,
             # so the form never tells an attacker which accounts exist.

@@ -8,7 +8,8 @@ from starlette.responses import RedirectResponse, Response
 from authsite import accounts, guards
 from authsite.events import Kind
 from authsite.web.audit import audit
-from authsite.web.user_auth import log_in_user
+from authsite.web.inputs import client_ip
+from authsite.web.user_auth import log_in_user, too_many_attempts
 
 
 def register_router(site) -> APIRouter:
@@ -30,6 +31,13 @@ def register_router(site) -> APIRouter:
         # Only these fields are read: `scopes` or anything else smuggled into
         # the form never reaches the account.
         values = {name: form.get(name, "") for name in ("username", "email", "password", "password_confirm")}
+        attempt = await site.throttle.attempt(site.limits.signup(client_ip(request)))
+        if attempt.is_throttled:
+            shown = {"username": values["username"][:100], "email": values["email"][:300]}
+            errors = {"form": too_many_attempts(attempt.retry_after)}
+            page = site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=429)
+            page.headers["retry-after"] = str(attempt.retry_after)
+            return page
         errors = _missing_or_mismatched(values)
         if not errors:
             try:

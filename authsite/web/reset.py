@@ -9,6 +9,8 @@ from authsite import accounts, resets
 from authsite.events import Kind
 from authsite.mail import Mail
 from authsite.web.audit import audit
+from authsite.web.inputs import client_ip
+from authsite.web.user_auth import too_many_attempts
 
 INVALID_LINK = "This reset link is invalid, already used or expired. Ask for a new one."
 RESET_MAIL = """Hello {username},
@@ -36,6 +38,13 @@ def reset_router(site) -> APIRouter:
         if not login:
             errors = {"login": "Enter your username or email address."}
             return site.pages.render(request, "reset_request.html", {"login": "", "errors": errors}, status_code=400)
+        attempt = await site.throttle.attempt(site.limits.reset(login, client_ip(request)))
+        if attempt.is_throttled:
+            errors = {"login": too_many_attempts(attempt.retry_after)}
+            page = site.pages.render(request, "reset_request.html", {"login": login[:254], "errors": errors},
+                                     status_code=429)
+            page.headers["retry-after"] = str(attempt.retry_after)
+            return page
         await _mail_link_if_account_exists(request, login)
         # The same page whether or not the account exists, so the form cannot
         # be used to find out who has an account here.

@@ -1,12 +1,38 @@
-"""Logging a browser in and out: the session row and its cookie, together."""
+"""Logging a browser in and out: the rate limit, the password check, the session row and its cookie."""
+
+from dataclasses import dataclass
 
 from fastapi import Request
 from starlette.responses import Response
 
-from authsite import cookies, sessions
+from authsite import accounts, cookies, sessions
+from authsite.events import Kind
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import User
+from authsite.web.audit import audit, audit_login
 from authsite.web.inputs import client_ip
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    user: User | None
+    retry_after: int | None = None  # set when throttled: answer 429
+
+
+async def attempt_login(site, request: Request, username: str, password: str, *, via: str) -> LoginOutcome:
+    """Check a login against the rate limits and the password; audit it either way.
+    Too many failures answer 429 even for the right password, and the same way
+    whether or not the account exists (the limit is keyed by the typed name)."""
+    attempt = await site.throttle.attempt(site.limits.login(username, client_ip(request)))
+    if attempt.is_throttled:
+        await audit(site, request, Kind.LOGIN_FAILED, username=username, reason="throttled", via=via)
+        return LoginOutcome(None, attempt.retry_after)
+    async with site.database.sessionmaker() as db:
+        check = await accounts.check_login(db=db, hasher=site.hasher, username=username, password=password)
+    await audit_login(site, request, check, username, via=via)
+    if check.user is not None:
+        await site.throttle.forgive(attempt)
+    return LoginOutcome(check.user)
 
 
 async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool) -> None:
@@ -40,3 +66,8 @@ async def _end_current_session(db, request: Request) -> None:
     current = request.scope.get(SESSION_SCOPE_KEY)
     if current is not None:
         await sessions.end_session(db=db, session_id=current.id)
+
+
+def too_many_attempts(retry_after: int) -> str:
+    minutes = max(1, round(retry_after / 60))
+    return f"Too many attempts. Try again in {minutes} minute{'s' if minutes != 1 else ''}."
