@@ -7,8 +7,10 @@ from typing import TypeVar
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MAX_FORM_FIELDS = 50
+TOO_MANY_FIELDS = f"The form has too many fields (at most {MAX_FORM_FIELDS}); send only the form's own fields."
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -17,9 +19,19 @@ Model = TypeVar("Model", bound=BaseModel)
 async def read_form(request: Request, repeatable: Iterable[str] = ()) -> dict:
     """The submitted fields. A field sent twice is refused with 400, unless it
     is `repeatable` (its value is then the list); a file upload is refused too."""
-    if _media_type(request) not in FORM_TYPES:
+    media_type = _media_type(request)
+    if media_type not in FORM_TYPES:
         raise HTTPException(415, "Send the form as application/x-www-form-urlencoded.")
-    form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    # Our forms have a handful of fields; thousands are an attack on the
+    # parser, refused before parsing (the body is already capped at 64 KiB).
+    if media_type == FORM_TYPES[0] and (await request.body()).count(b"&") >= MAX_FORM_FIELDS:
+        raise HTTPException(413, TOO_MANY_FIELDS)
+    try:
+        form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    except StarletteHTTPException as exc:  # Starlette's parser raises its own kind
+        if "Too many fields" in str(exc.detail):
+            raise HTTPException(413, TOO_MANY_FIELDS) from None
+        raise
     fields: dict = {name: [] for name in repeatable}
     for name, value in form.multi_items():
         if not isinstance(value, str):
