@@ -60,11 +60,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="run.py", description="authsite: serve the site (the default) or manage users."
     )
     parser.set_defaults(handler=serve)
-    _add_serve_options(parser)
+    _add_serve_options(parser, default=1)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve_cmd = commands.add_parser("serve", help="serve the site on AUTHSITE_HOST:AUTHSITE_PORT (default)")
-    _add_serve_options(serve_cmd)
+    # SUPPRESS: `run.py --workers 2 serve` keeps the 2 given before the command.
+    _add_serve_options(serve_cmd, default=argparse.SUPPRESS)
     serve_cmd.set_defaults(handler=serve)
 
     create = commands.add_parser("create-user", help="create a user")
@@ -90,9 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_serve_options(parser: argparse.ArgumentParser) -> None:
+def _add_serve_options(parser: argparse.ArgumentParser, *, default) -> None:
     parser.add_argument(
-        "--workers", type=_positive, default=1, metavar="N",
+        "--workers", type=_positive, default=default, metavar="N",
         help="worker processes sharing the database (default 1)",
     )
 

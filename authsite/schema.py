@@ -33,8 +33,14 @@ def head_revision() -> str:
 
 
 def _upgrade(connection: Connection) -> None:
+    # Take the database's write lock before looking, so two processes starting
+    # at once migrate one after the other and the second finds nothing to do.
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+    elif connection.dialect.name == "sqlite":
+        # The sqlite3 module opens no transaction before DDL on its own; this
+        # one also makes the whole upgrade all-or-nothing.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     config = _config(connection)
     if _current(connection) is None and inspect(connection).has_table("user"):
         command.stamp(config, BASELINE_REVISION)
