@@ -8,6 +8,9 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+# Sent only on responses that came over https: browsers then refuse plain http
+# to this host for a year, so a network attacker cannot strip TLS later.
+STRICT_TRANSPORT_SECURITY = "max-age=31536000"
 STATIC_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
@@ -32,6 +35,8 @@ class SecurityHeadersMiddleware:
                 if self.page_headers:
                     for name, value in STATIC_HEADERS.items():
                         headers.setdefault(name, value)
+                    if scope.get("scheme") == "https":
+                        headers.setdefault("strict-transport-security", STRICT_TRANSPORT_SECURITY)
                 if _is_private(scope, headers):
                     # A shared cache must never keep a page meant for one user
                     # or a response that hands out a session cookie.

@@ -17,6 +17,9 @@ MAX_NAME_CHARS = 50
 # zxcvbn scores 0-4; below 2 means guessable by an online attack: common and
 # breached passwords, keyboard walks, repeats, the user's own name.
 MIN_PASSWORD_SCORE = 2
+# Words every password here is checked against besides the user's own name
+# and email: a password built from the site's name is among the first guessed.
+SITE_WORDS = ("authsite",)
 # zxcvbn's cost grows quickly with length; a prefix this long decides.
 STRENGTH_CHECK_CHARS = 72
 
@@ -62,7 +65,7 @@ def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str |
         password.encode("utf-8")
     except UnicodeEncodeError:
         return "The password contains characters that cannot be stored."
-    inputs = [value for value in user_inputs if value]
+    inputs = [value for value in (*user_inputs, *SITE_WORDS) if value]
     if zxcvbn(password[:STRENGTH_CHECK_CHARS], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
         return "This password is too common or easy to guess. Try a longer phrase of unrelated words."
     return None

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, exists, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -73,31 +73,48 @@ class ActiveSession:
     last_name: str | None
 
 
+class PasswordChanged(Exception):
+    """The password a login was checked against changed before its session began."""
+
+
 async def start_session(
     *,
     db: AsyncSession,
     user_id: int,
+    password_hash: str,
     lifetimes: Lifetimes,
     remember: bool = False,
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> str:
-    """A new session row; returns the token for the cookie (never stored)."""
+    """A new session row; returns the token for the cookie (never stored).
+
+    `password_hash` is the hash the login was checked against. The row is
+    written only if the account still has it (and is active), in one statement
+    that waits for a password change in progress: a login racing a change
+    never leaves a session opened with the old password."""
     token = tokens.new_token()
     now = utcnow()
-    db.add(
-        Session(
-            token_hash=tokens.hash_token(token),
-            user_id=user_id,
-            created_at=now,
-            last_seen_at=now,
-            expires_at=lifetimes.expiry(created_at=now, now=now, remember=remember),
-            ip=ip,
-            user_agent=(user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
-            remember=remember,
-        )
+    still_valid = (
+        select(_user.c.id)
+        .where(_user.c.id == user_id, _user.c.password_hash == password_hash, _user.c.is_active.is_(True))
+        .with_for_update(read=True)  # FOR SHARE on Postgres; SQLite serialises writes anyway
     )
+    values = {
+        "token_hash": tokens.hash_token(token),
+        "user_id": user_id,
+        "created_at": now,
+        "last_seen_at": now,
+        "expires_at": lifetimes.expiry(created_at=now, now=now, remember=remember),
+        "ip": ip,
+        "user_agent": (user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
+        "remember": remember,
+    }
+    row = select(*(literal(v, _session.c[k].type).label(k) for k, v in values.items())).where(exists(still_valid))
+    result = await db.exec(insert(_session).from_select(list(values), row))
     await db.commit()
+    if result.rowcount != 1:
+        raise PasswordChanged()
     return token
 
 

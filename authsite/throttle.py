@@ -40,7 +40,9 @@ class Throttle:
         self.sessionmaker = sessionmaker
 
     async def attempt(self, buckets: list[tuple[str, Limit]]) -> Attempt:
-        """Count this request in every bucket; throttled if any is now over its limit."""
+        """Count this request in every bucket; throttled if any is now over its limit.
+        A throttled request takes its rows back, so waiting out Retry-After is
+        enough (hammering while locked out does not push the wait further)."""
         now = utcnow()
         attempt = Attempt()
         async with self.sessionmaker() as db:
@@ -49,14 +51,19 @@ class Throttle:
                 result = await db.exec(insert(ThrottleHit).values(bucket=key, created_at=now).returning(ThrottleHit.id))
                 attempt.hit_ids.append(result.scalar_one())
                 await db.commit()
-                since = now - limit.window
-                in_window = (ThrottleHit.bucket == key) & (col(ThrottleHit.created_at) > since)
-                count, oldest = (
-                    await db.exec(select(func.count(), func.min(ThrottleHit.created_at)).where(in_window))
-                ).one()
+                in_window = (ThrottleHit.bucket == key) & (col(ThrottleHit.created_at) > now - limit.window)
+                count = (await db.exec(select(func.count()).where(in_window))).one()
                 if count > limit.max_hits:
-                    wait = _seconds_until(oldest + limit.window, now)
+                    # Free again once fewer than max_hits others remain in the window.
+                    blocking = (await db.exec(
+                        select(ThrottleHit.created_at).where(in_window, col(ThrottleHit.id) != attempt.hit_ids[-1])
+                        .order_by(col(ThrottleHit.created_at).desc()).offset(limit.max_hits - 1).limit(1)
+                    )).first()
+                    wait = _seconds_until(blocking + limit.window, now) if blocking else 1
                     attempt.retry_after = max(attempt.retry_after or 0, wait)
+        if attempt.is_throttled:
+            await self.forgive(attempt)
+            attempt.hit_ids = []
         return attempt
 
     async def forgive(self, attempt: Attempt) -> None:
@@ -118,3 +125,9 @@ class Limits:
 
     def reset(self, login: str, ip: str | None) -> list[tuple[str, Limit]]:
         return [(f"reset-ip:{ip}", self.reset_ip), (f"reset:{username_key(login)}", self.reset_account)]
+
+    def reset_mail(self, user_id: int) -> list[tuple[str, Limit]]:
+        # However the account is named (username, email), it gets at most this
+        # many mails; past it the mail is skipped silently, since a 429 here
+        # would tell which name and which address are one account.
+        return [(f"reset-mail:{user_id}", self.reset_account)]

@@ -260,7 +260,9 @@ def test_api_logout_deletes_the_session_and_the_old_cookie_never_works_again(log
 def _add_sessions(run_db, site, user, expires_in: list[timedelta]) -> None:
     async def add(db):
         for _ in expires_in:
-            await sessions.start_session(db=db, user_id=user.id, lifetimes=site.lifetimes)
+            await sessions.start_session(
+                db=db, user_id=user.id, password_hash=user.password_hash, lifetimes=site.lifetimes
+            )
         rows = (await db.exec(select(Session).order_by(Session.id))).all()
         for row, delta in zip(rows[-len(expires_in):], expires_in):
             row.expires_at = now() + delta

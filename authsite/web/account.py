@@ -71,7 +71,9 @@ def account_router(site) -> APIRouter:
         # Every session ended with the old password; this browser carries on
         # with a brand-new token.
         response = RedirectResponse("/account?done=password", status_code=303)
-        await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember)
+        if not await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember):
+            # Changed again by another request in between: log in afresh.
+            return RedirectResponse("/auth/login", status_code=303)
         return response
 
     @router.post("/sessions/{session_id}/revoke")

@@ -71,7 +71,8 @@ def api_router(site) -> APIRouter:
         if user is None:
             return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = JSONResponse({"user": user_json(user)})
-        await log_in_user(site, request, response, user, remember=body.remember)
+        if not await log_in_user(site, request, response, user, remember=body.remember):
+            return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
         return response
 
     @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn))

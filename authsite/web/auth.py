@@ -49,7 +49,8 @@ def auth_router(site) -> APIRouter:
             # so the form never tells an attacker which accounts exist.
             return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = RedirectResponse(next_path, status_code=303)
-        await log_in_user(site, request, response, user, remember=form.get("remember", "") in TRUE_VALUES)
+        if not await log_in_user(site, request, response, user, remember=form.get("remember", "") in TRUE_VALUES):
+            return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
         return response
 
     @router.get("/logout")

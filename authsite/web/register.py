@@ -54,7 +54,10 @@ def register_router(site) -> APIRouter:
             return site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=400)
         await audit(site, request, Kind.USER_CREATED, user_id=user.id, via="signup")
         response = RedirectResponse("/", status_code=303)
-        await log_in_user(site, request, response, user, remember=False)
+        if not await log_in_user(site, request, response, user, remember=False):
+            # Changed by someone else in the instant since it was made: the
+            # account exists, so send them to log in.
+            return RedirectResponse("/auth/login", status_code=303)
         return response
 
     return router

@@ -91,6 +91,9 @@ def reset_router(site) -> APIRouter:
             if user is None or not user.is_active or not user.email:
                 await audit(site, request, Kind.RESET_REQUESTED, user_id=user and user.id, username=login, sent=False)
                 return
+            if (await site.throttle.attempt(site.limits.reset_mail(user.id))).is_throttled:
+                await audit(site, request, Kind.RESET_REQUESTED, user_id=user.id, sent=False, reason="throttled")
+                return
             token = await resets.create_reset_token(db=db, user=user)
         await audit(site, request, Kind.RESET_REQUESTED, user_id=user.id, sent=True)
         link = f"{site.settings.public_url}/auth/reset/{token}"

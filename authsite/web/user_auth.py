@@ -35,24 +35,31 @@ async def attempt_login(site, request: Request, username: str, password: str, *,
     return LoginOutcome(check.user)
 
 
-async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool) -> None:
+async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool) -> bool:
+    """Start a session and set its cookie on `response`. False if the password
+    or the account changed since `user` was checked: answer as a failed login."""
     # Always a brand-new token: a token known before login (planted by an
     # attacker, say) must never become an authenticated session.
     async with site.database.sessionmaker() as db:
         await _end_current_session(db, request)
-        token = await sessions.start_session(
-            db=db,
-            user_id=user.id,
-            lifetimes=site.lifetimes,
-            remember=remember,
-            ip=client_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
+        try:
+            token = await sessions.start_session(
+                db=db,
+                user_id=user.id,
+                password_hash=user.password_hash,
+                lifetimes=site.lifetimes,
+                remember=remember,
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+        except sessions.PasswordChanged:
+            return False
     secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
     max_age = site.settings.remember_seconds if remember else None
     cookies.set_session_cookie(response, token, secure=secure, max_age=max_age)
     # The pre-login CSRF token dies here; forms now use the session-bound one.
     cookies.clear_csrf_cookie(response, secure=secure)
+    return True
 
 
 async def log_out_user(site, request: Request, response: Response) -> None:
