@@ -147,3 +147,29 @@ def test_secure_session_cookie_opens_the_account(secure_client):
     log_in(secure_client)
 
     assert secure_client.get("/api/me").json()["username"] == "alice"
+
+
+def test_https_responses_tell_the_browser_to_stay_on_https(secure_client):
+    hsts = secure_client.get("/auth/login").headers["strict-transport-security"]
+
+    assert int(hsts.split("max-age=")[1].split(";")[0]) >= 31536000
+
+
+def test_plain_http_responses_send_no_hsts(client):
+    # Over http the header means nothing and would only confuse a local setup.
+    assert "strict-transport-security" not in client.get("/auth/login").headers
+
+
+@pytest.mark.parametrize("path", ["/auth/login", "/api/me", "/healthz"])
+def test_no_other_site_is_allowed_to_read_our_responses(client, path):
+    response = client.get(path, headers={"origin": "https://evil.example"})
+
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-credentials" not in response.headers
+
+
+@pytest.mark.parametrize("path", ["/", "/account"])
+def test_every_authenticated_page_offers_a_logout_button(logged_in_client, path):
+    page = logged_in_client.get(path).text
+
+    assert 'action="/auth/logout"' in page

@@ -380,3 +380,11 @@ def test_a_username_typed_with_combining_accents_counts_its_letters_not_code_poi
     assert response.status_code == 303, response.text[:300]
     assert client.get("/api/me").status_code == 200
     assert len(all_users(run_db)) == 1
+
+
+@pytest.mark.parametrize("password", ["authsite2024", "bob-bob-bob-1"])
+def test_passwords_built_from_the_site_or_the_username_are_refused(client, password):
+    response = sign_up(client, username="bob", password=password)
+
+    assert response.status_code == 400
+    assert FormPage(response.text).error_for("password")
