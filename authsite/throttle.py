@@ -66,6 +66,28 @@ class Throttle:
             attempt.hit_ids = []
         return attempt
 
+    async def is_over(self, buckets: list[tuple[str, Limit]]) -> int | None:
+        """Retry-After if any bucket is already at its limit, counting nothing."""
+        now, wait = utcnow(), None
+        async with self.sessionmaker() as db:
+            for name, limit in buckets:
+                in_window = (ThrottleHit.bucket == _key(name)) & (col(ThrottleHit.created_at) > now - limit.window)
+                blocking = (await db.exec(
+                    select(ThrottleHit.created_at).where(in_window)
+                    .order_by(col(ThrottleHit.created_at).desc()).offset(limit.max_hits - 1).limit(1)
+                )).first()
+                if blocking is not None:
+                    wait = max(wait or 0, _seconds_until(blocking + limit.window, now))
+        return wait
+
+    async def count(self, buckets: list[tuple[str, Limit]]) -> None:
+        """Record one hit in each bucket without checking (a failure found afterwards)."""
+        now = utcnow()
+        async with self.sessionmaker() as db:
+            for name, _ in buckets:
+                await db.exec(insert(ThrottleHit).values(bucket=_key(name), created_at=now))
+            await db.commit()
+
     async def forgive(self, attempt: Attempt) -> None:
         """Take back an attempt's rows (a login that turned out right)."""
         if attempt.hit_ids:
@@ -118,7 +140,13 @@ class Limits:
     def login(self, username: str, ip: str | None) -> list[tuple[str, Limit]]:
         # Keyed by name AND address: an attacker hammering one account from
         # their machine cannot lock its owner out everywhere.
-        return [(f"login:{username_key(username)}|{ip}", self.login_account), (f"login-ip:{ip}", self.login_ip)]
+        return [(f"login:{username_key(username)}|{ip}", self.login_account)]
+
+    def login_address(self, ip: str | None) -> list[tuple[str, Limit]]:
+        # Failures from one address across all names (password spraying). Only
+        # failures are counted, after the fact, so many people behind one NAT
+        # logging in at once are never refused for succeeding together.
+        return [(f"login-ip:{ip}", self.login_ip)]
 
     def signup(self, ip: str | None) -> list[tuple[str, Limit]]:
         return [(f"signup-ip:{ip}", self.signup_ip)]

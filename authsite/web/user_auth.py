@@ -23,15 +23,19 @@ async def attempt_login(site, request: Request, username: str, password: str, *,
     """Check a login against the rate limits and the password; audit it either way.
     Too many failures answer 429 even for the right password, and the same way
     whether or not the account exists (the limit is keyed by the typed name)."""
-    attempt = await site.throttle.attempt(site.limits.login(username, client_ip(request)))
-    if attempt.is_throttled:
+    ip = client_ip(request)
+    address_wait = await site.throttle.is_over(site.limits.login_address(ip))
+    attempt = await site.throttle.attempt(site.limits.login(username, ip)) if address_wait is None else None
+    if address_wait is not None or attempt.is_throttled:
         await audit(site, request, Kind.LOGIN_FAILED, username=username, reason="throttled", via=via)
-        return LoginOutcome(None, attempt.retry_after)
+        return LoginOutcome(None, address_wait or attempt.retry_after)
     async with site.database.sessionmaker() as db:
         check = await accounts.check_login(db=db, hasher=site.hasher, username=username, password=password)
     await audit_login(site, request, check, username, via=via)
     if check.user is not None:
         await site.throttle.forgive(attempt)
+    else:
+        await site.throttle.count(site.limits.login_address(ip))
     return LoginOutcome(check.user)
 
 
