@@ -1,6 +1,7 @@
 """Reading form and JSON bodies into plain values, refusing malformed ones with a clear 4xx."""
 
 import json
+from urllib.parse import unquote_to_bytes
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -24,8 +25,13 @@ async def read_form(request: Request, repeatable: Iterable[str] = ()) -> dict:
         raise HTTPException(415, "Send the form as application/x-www-form-urlencoded.")
     # Our forms have a handful of fields; thousands are an attack on the
     # parser, refused before parsing (the body is already capped at 64 KiB).
-    if media_type == FORM_TYPES[0] and (await request.body()).count(b"&") >= MAX_FORM_FIELDS:
-        raise HTTPException(413, TOO_MANY_FIELDS)
+    if media_type == FORM_TYPES[0]:
+        body = await request.body()
+        if body.count(b"&") >= MAX_FORM_FIELDS:
+            raise HTTPException(413, TOO_MANY_FIELDS)
+        if not _is_utf8_form(body):
+            # The parser would quietly turn bad bytes into U+FFFD and store that.
+            raise HTTPException(400, "The form is not valid UTF-8; send it as a browser would.")
     try:
         form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
     except StarletteHTTPException as exc:  # Starlette's parser raises its own kind
@@ -61,6 +67,14 @@ async def read_json(request: Request, model: type[Model]) -> Model:
 def require_json(request: Request) -> None:
     if _media_type(request) != "application/json":
         raise HTTPException(415, "Send the body as application/json.")
+
+
+def _is_utf8_form(body: bytes) -> bool:
+    try:
+        unquote_to_bytes(body.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def client_ip(request: Request) -> str | None:
