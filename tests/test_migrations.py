@@ -87,9 +87,9 @@ def alembic_upgrade(revision: str):
 
 def create_all_without_migrations(connection) -> None:
     # What the code did before Alembic: create_all of the first release's
-    # tables, and no alembic_version table.
-    SQLModel.metadata.create_all(connection)
-    connection.execute(text("DROP TABLE auth_event"))
+    # tables (user, session, password_reset), with no alembic_version.
+    first_release = [SQLModel.metadata.tables[name] for name in ("user", "session", "password_reset")]
+    SQLModel.metadata.create_all(connection, tables=first_release)
 
 
 def insert_rows(connection, table_name: str, rows: list[dict]) -> None:
