@@ -1,6 +1,8 @@
 """Helpers tests share: what a browser does to fill in and send our forms."""
 
 import re
+import socket
+import threading
 from html.parser import HTMLParser
 
 from fastapi.testclient import TestClient
@@ -75,3 +77,31 @@ class FormPage(HTMLParser):
 
     def errors(self) -> dict[str, str]:
         return {name: message for name in self.inputs if (message := self.error_for(name))}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (tests serve only on loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class CountingContext:
+    """Stands in for passwords.CONTEXT (as in test_passwords.py) and counts the verifies that run."""
+
+    def __init__(self, real):
+        self._real = real
+        self._lock = threading.Lock()
+        self.verifies = 0
+
+    def __getattr__(self, name):
+        method = getattr(self._real, name)
+        if name not in ("verify", "verify_and_update"):
+            return method
+
+        def counted(*args, **kwargs):
+            with self._lock:
+                self.verifies += 1
+            return method(*args, **kwargs)
+
+        return counted

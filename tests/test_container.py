@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authsite import Settings
+from support import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -255,12 +255,6 @@ def image(tmp_path_factory) -> Image:
     # The build folder goes, as in the image (`rm -rf /src`): nothing may need it later.
     shutil.rmtree(build_dir)
     return Image(bin=venv / "bin", environment=environment)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

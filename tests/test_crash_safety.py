@@ -8,7 +8,6 @@ each test then checks one promise against what was answered."""
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 
-from support import csrf_from
+from support import csrf_from, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = ROOT / "run.py"
@@ -74,12 +73,6 @@ class Crash:
 
     def successes(self, kind: str) -> list[Answer]:
         return [answer for answer in self.answers if answer.kind == kind and answer.status == 303]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_server(env: dict[str, str], cwd: Path, log: Path) -> Server:

@@ -7,7 +7,6 @@ Comparisons blank what differs on every response anyway: the csrf token in the f
 cookie values. No wall-clock timing: the work is counted instead."""
 
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from authsite import accounts, passwords
 from authsite.accounts import USERNAME_TAKEN
 from authsite.models import ThrottleHit
 from authsite.web.auth import FAILED_LOGIN_MESSAGE
-from support import PASSWORD, form_token, log_in
+from support import PASSWORD, CountingContext, form_token, log_in
 
 WRONG_PASSWORD = "another long phrase 9"
 NEW_PASSWORD = "new password 456"
@@ -31,27 +30,6 @@ CSRF_VALUE = re.compile(r'(name="csrf_token" value=")[^"]*"')
 def settings(make_settings):
     # A real per-name limit; every test but the throttling ones stays under it.
     return make_settings(login_max_failures=LIMIT, login_window_seconds=WINDOW)
-
-
-class CountingContext:
-    """Stands in for passwords.CONTEXT (as in test_passwords.py) and counts the verifies that run."""
-
-    def __init__(self, real):
-        self._real = real
-        self._lock = threading.Lock()
-        self.verifies = 0
-
-    def __getattr__(self, name):
-        method = getattr(self._real, name)
-        if name not in ("verify", "verify_and_update"):
-            return method
-
-        def counted(*args, **kwargs):
-            with self._lock:
-                self.verifies += 1
-            return method(*args, **kwargs)
-
-        return counted
 
 
 @pytest.fixture

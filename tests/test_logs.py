@@ -7,7 +7,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import httpx2
 import pytest
 
 from authsite.logs import JsonLineFormatter
-from support import PASSWORD, csrf_from
+from support import PASSWORD, csrf_from, free_port
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 START_TIMEOUT_SECONDS = 30
@@ -52,12 +51,6 @@ class Server:
 
     def records(self) -> list[dict]:
         return [json.loads(line) for line in self.final_log().splitlines()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def answers_healthz(url: str) -> bool:

@@ -6,7 +6,6 @@ import email
 import email.policy
 import logging
 import re
-import socket
 import threading
 from contextlib import contextmanager
 
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from authsite import Settings, accounts, create_app
 from authsite.cli import describe_settings_error
-from support import PASSWORD, form_token
+from support import PASSWORD, form_token, free_port
 
 ALICE_EMAIL = "alice@example.com"
 SENDER = "site@example.com"
@@ -41,12 +40,6 @@ class CollectingHandler:
             await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, WAIT_SECONDS)
         self.envelopes.append(envelope)
         return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

@@ -4,7 +4,6 @@ database share its sessions, logins and logouts alike."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 from sqlmodel import select
 
 from authsite.models import Session
-from support import PASSWORD, csrf_from
+from support import PASSWORD, csrf_from, free_port
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 START_TIMEOUT_SECONDS = 30
@@ -34,12 +33,6 @@ class Server:
 
     def log_lines(self) -> list[str]:
         return self.log.read_text().splitlines()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stop(process: subprocess.Popen) -> None:

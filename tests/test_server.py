@@ -2,7 +2,6 @@
 and /healthz when the database stops answering."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from support import PASSWORD, csrf_from
+from support import PASSWORD, csrf_from, free_port
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 START_TIMEOUT_SECONDS = 15
@@ -27,12 +26,6 @@ class Server:
     url: str
     data_dir: Path
     env: dict[str, str]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:

@@ -2,7 +2,6 @@
 and how `python run.py` refuses a bad value."""
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pydantic import ValidationError
 
 from authsite import Settings, create_app
 from authsite.cli import describe_settings_error
-from support import PASSWORD, form_token
+from support import PASSWORD, form_token, free_port
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 STRONG_KEY = "k" * 32
@@ -29,12 +28,6 @@ def settings_error(**values) -> str:
     with pytest.raises(ValidationError) as caught:
         Settings(_env_file=None, **values)
     return describe_settings_error(caught.value)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_py(cwd: Path, **variables: str) -> subprocess.CompletedProcess:

@@ -6,10 +6,8 @@ workers, ignores a client's own X-Forwarded-For, expires by itself and is pruned
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +20,7 @@ from sqlmodel import col, select
 from authsite import create_app, passwords, throttle
 from authsite.events import Kind
 from authsite.models import AuthEvent, ThrottleHit, User
-from support import PASSWORD, csrf_from, form_token, log_in
+from support import PASSWORD, CountingContext, csrf_from, form_token, free_port, log_in
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 WRONG_PASSWORD = "another long phrase 9"
@@ -150,27 +148,6 @@ def masked(response, typed: str) -> tuple:
         if name not in ("retry-after", "content-length")
     )
     return response.status_code, body, headers
-
-
-class CountingContext:
-    """Stands in for passwords.CONTEXT and counts the password checks that really run."""
-
-    def __init__(self, real):
-        self._real = real
-        self._lock = threading.Lock()
-        self.verifies = 0
-
-    def __getattr__(self, name):
-        method = getattr(self._real, name)
-        if name not in ("verify", "verify_and_update"):
-            return method
-
-        def counted(*args, **kwargs):
-            with self._lock:
-                self.verifies += 1
-            return method(*args, **kwargs)
-
-        return counted
 
 
 # Too many failures
@@ -443,12 +420,6 @@ def test_asking_by_name_and_by_email_still_mails_an_account_at_most_three_times_
 
 
 # The real server: uvicorn must not believe a client's own proxy headers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
