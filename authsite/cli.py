@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from authsite import accounts, events, resets, schema
+from authsite import accounts, events, resets, schema, sessions
 from authsite.config import Settings
 from authsite.db import Database
 from authsite.models import DEFAULT_SCOPES
@@ -83,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     link = commands.add_parser("reset-link", help="print a one-time password-reset link (for sites without mail)")
     link.add_argument("name")
     link.set_defaults(handler=reset_link)
+
+    end = commands.add_parser("end-sessions", help="log a user, or with --all everyone, out everywhere")
+    who = end.add_mutually_exclusive_group(required=True)
+    who.add_argument("name", nargs="?")
+    who.add_argument("--all", action="store_true", help="end every session of every user")
+    end.set_defaults(handler=end_sessions)
 
     db_cmd = commands.add_parser("db", help="database schema: `db upgrade` or `db current`")
     db_actions = db_cmd.add_subparsers(title="actions", metavar="ACTION", required=True)
@@ -181,6 +187,26 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
         print(f"(valid for one hour, once; for {user.username!r})", file=sys.stderr)
 
     _run_with_database(settings, make_link)
+    return 0
+
+
+def end_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    async def end(db: Database, hasher: PasswordHasher) -> None:
+        audit = events.AuditLog(db.sessionmaker)
+        async with db.sessionmaker() as session:
+            if args.all:
+                count = await sessions.end_all_sessions(db=session)
+                await audit.record(events.Kind.SESSION_REVOKED, via="cli", everyone=True, count=count)
+                print(f"ended {count} session(s): everyone must log in again")
+                return
+            user = await accounts.get_user_by_username(session, args.name)
+            if user is None:
+                raise CommandFailed(f"no user named {args.name!r}")
+            await sessions.end_user_sessions(db=session, user_id=user.id)
+        await audit.record(events.Kind.SESSION_REVOKED, user_id=user.id, via="cli", all=True)
+        print(f"ended every session of {user.username!r}")
+
+    _run_with_database(settings, end)
     return 0
 
 

@@ -185,6 +185,13 @@ async def end_user_sessions(
         await db.commit()
 
 
+async def end_all_sessions(*, db: AsyncSession) -> int:
+    """Log everyone out (after a breach, say); returns how many sessions ended."""
+    result = await db.exec(delete(Session))
+    await db.commit()
+    return result.rowcount or 0
+
+
 async def purge_expired(*, engine: AsyncEngine) -> int:
     """Delete expired rows (uses the expires_at index); run by a background task."""
     async with engine.begin() as conn:

@@ -100,6 +100,42 @@ def test_set_password_for_an_unknown_user_fails_clearly(run_cli):
     assert_failed_in_one_line(result, "nobody")
 
 
+def test_end_sessions_logs_one_user_out_everywhere(run_cli, make_user, client, app):
+    make_user("bob")
+    make_user("carol")
+    assert log_in(client, "bob").status_code == 303
+    carol = TestClient(app, follow_redirects=False)
+    carol.portal = client.portal
+    assert log_in(carol, "carol").status_code == 303
+
+    result = run_cli("end-sessions", "BOB")
+
+    assert result.returncode == 0, result.stderr
+    assert client.get("/api/me").status_code == 401
+    assert carol.get("/api/me").status_code == 200
+
+
+def test_end_sessions_all_logs_everyone_out(run_cli, make_user, client, app):
+    make_user("bob")
+    make_user("carol")
+    assert log_in(client, "bob").status_code == 303
+    carol = TestClient(app, follow_redirects=False)
+    carol.portal = client.portal
+    assert log_in(carol, "carol").status_code == 303
+
+    result = run_cli("end-sessions", "--all")
+
+    assert result.returncode == 0, result.stderr
+    assert "2 session" in result.stdout
+    assert client.get("/api/me").status_code == 401
+    assert carol.get("/api/me").status_code == 401
+
+
+def test_end_sessions_needs_a_name_or_all(run_cli):
+    assert run_cli("end-sessions").returncode == 2
+    assert_failed_in_one_line(run_cli("end-sessions", "nobody"), "nobody")
+
+
 def test_admin_variables_create_a_super_user_at_start(monkeypatch, tmp_path, database_url):
     monkeypatch.setenv("AUTHSITE_ADMIN_USERNAME", "root")
     monkeypatch.setenv("AUTHSITE_ADMIN_PASSWORD", NEW_PASSWORD)
