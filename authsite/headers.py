@@ -49,3 +49,9 @@ class SecurityHeadersMiddleware:
 def _is_private(scope: Scope, headers: MutableHeaders) -> bool:
     user = scope.get("user")
     return bool(user is not None and user.is_authenticated) or "set-cookie" in headers
+
+
+def no_referrer(response):
+    """For pages whose URL holds a secret (a reset token): never send it on as a Referer."""
+    response.headers["referrer-policy"] = "no-referrer"
+    return response

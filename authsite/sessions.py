@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, insert, literal, update
+from sqlalchemy import bindparam, delete, exists, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,7 +18,8 @@ USER_AGENT_MAX_CHARS = 512
 _session = Session.__table__
 _user = User.__table__
 
-# The hot path: one indexed lookup by token hash, joined to its active user.
+# The hot path: one indexed lookup by token hash, joined to its active user,
+# built once; each request only binds its values.
 _LOOKUP = (
     select(
         _session.c.id,
@@ -33,6 +34,11 @@ _LOOKUP = (
         _user.c.last_name,
     )
     .join(_user, _user.c.id == _session.c.user_id)
+    .where(
+        _session.c.token_hash == bindparam("token_hash"),
+        _session.c.expires_at > bindparam("now"),
+        _user.c.is_active.is_(True),
+    )
 )
 
 
@@ -125,13 +131,8 @@ async def get_user_by_session_token(
         return None
     token_hash = tokens.hash_token(token)
     now = utcnow()
-    statement = _LOOKUP.where(
-        _session.c.token_hash == token_hash,
-        _session.c.expires_at > now,
-        _user.c.is_active.is_(True),
-    )
     async with engine.connect() as conn:
-        row = (await conn.execute(statement)).first()
+        row = (await conn.execute(_LOOKUP, {"token_hash": token_hash, "now": now})).first()
     if row is None:
         return None
     if now - row.last_seen_at >= lifetimes.touch_interval:

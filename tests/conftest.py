@@ -7,7 +7,10 @@ its schema wiped before each test."""
 import asyncio
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,6 +21,7 @@ from authsite.app import AuthSite
 from support import PASSWORD, log_in
 
 TEST_DATABASE_URL = os.environ.get("AUTHSITE_TEST_DATABASE_URL")
+RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 # Every test client comes from one address; tests of other things must not trip
 # the rate limits by accident. Throttling tests set the real limits themselves.
 GENEROUS_LIMITS = {
@@ -153,6 +157,27 @@ def make_user(run_db, site):
 @pytest.fixture
 def user(make_user):
     return make_user()
+
+
+@pytest.fixture
+def cli_environment() -> dict[str, str]:
+    """Extra AUTHSITE_* variables for `run_cli`; a test module overrides this to add some."""
+    return {}
+
+
+@pytest.fixture
+def run_cli(tmp_path, database_url, cli_environment):
+    """Run `python run.py *args` as an operator would, in a clean environment on the test database."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
+    env |= {"AUTHSITE_DATA_DIR": str(tmp_path / "data"), "AUTHSITE_DATABASE_URL": database_url, **cli_environment}
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(RUN_PY), *args],
+            cwd=tmp_path, env=env, input=stdin, capture_output=True, text=True, timeout=60,
+        )
+
+    return run
 
 
 @pytest.fixture

@@ -8,10 +8,7 @@ import email.policy
 import html
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +23,6 @@ from authsite.events import Kind
 from authsite.models import AuthEvent, Session, User, utcnow
 from support import PASSWORD, form_token, log_in
 
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 NEW_PASSWORD = "new password 456"
 WRONG_PASSWORD = "another long phrase 9"
@@ -80,21 +76,6 @@ def another_browser(app, client) -> TestClient:
     other = TestClient(app, base_url="http://testserver", follow_redirects=False)
     other.portal = client.portal
     return other
-
-
-@pytest.fixture
-def run_cli(tmp_path, database_url):
-    """Run `python run.py *args` in a clean environment pointed at the test database."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {"AUTHSITE_DATA_DIR": str(tmp_path / "data"), "AUTHSITE_DATABASE_URL": database_url}
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(RUN_PY), *args],
-            cwd=tmp_path, env=env, input=stdin, capture_output=True, text=True, timeout=60,
-        )
-
-    return run
 
 
 def assert_from_this_browser(event: AuthEvent, user_agent: str = FIREFOX) -> None:

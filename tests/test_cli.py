@@ -1,10 +1,7 @@
 """`python run.py`: its commands, run as an operator would, on the test database,
 and the AUTHSITE_ADMIN_* bootstrap at start."""
 
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,24 +9,8 @@ from fastapi.testclient import TestClient
 from authsite import Settings, accounts, create_app
 from support import PASSWORD, log_in
 
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 NEW_PASSWORD = "a brand new passphrase"
 ADMIN_SCOPES = {"authenticated", "admin", "super"}
-
-
-@pytest.fixture
-def run_cli(tmp_path, database_url):
-    """Run `python run.py *args` in a clean environment pointed at the test database."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {"AUTHSITE_DATA_DIR": str(tmp_path / "data"), "AUTHSITE_DATABASE_URL": database_url}
-
-    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(RUN_PY), *args],
-            cwd=tmp_path, env=env, input=stdin, capture_output=True, text=True, timeout=60,
-        )
-
-    return run
 
 
 def assert_failed_in_one_line(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -100,13 +81,20 @@ def test_set_password_for_an_unknown_user_fails_clearly(run_cli):
     assert_failed_in_one_line(result, "nobody")
 
 
-def test_end_sessions_logs_one_user_out_everywhere(run_cli, make_user, client, app):
+@pytest.fixture
+def bob_and_carol(make_user, client, app) -> tuple[TestClient, TestClient]:
+    """Two users, each logged in in a browser of their own."""
     make_user("bob")
     make_user("carol")
     assert log_in(client, "bob").status_code == 303
     carol = TestClient(app, follow_redirects=False)
     carol.portal = client.portal
     assert log_in(carol, "carol").status_code == 303
+    return client, carol
+
+
+def test_end_sessions_logs_one_user_out_everywhere(run_cli, bob_and_carol):
+    client, carol = bob_and_carol
 
     result = run_cli("end-sessions", "BOB")
 
@@ -115,13 +103,8 @@ def test_end_sessions_logs_one_user_out_everywhere(run_cli, make_user, client, a
     assert carol.get("/api/me").status_code == 200
 
 
-def test_end_sessions_all_logs_everyone_out(run_cli, make_user, client, app):
-    make_user("bob")
-    make_user("carol")
-    assert log_in(client, "bob").status_code == 303
-    carol = TestClient(app, follow_redirects=False)
-    carol.portal = client.portal
-    assert log_in(carol, "carol").status_code == 303
+def test_end_sessions_all_logs_everyone_out(run_cli, bob_and_carol):
+    client, carol = bob_and_carol
 
     result = run_cli("end-sessions", "--all")
 

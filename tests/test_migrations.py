@@ -27,7 +27,6 @@ from authsite.passwords import CONTEXT
 from support import PASSWORD, log_in
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_PY = REPO / "run.py"
 FIRST_REVISION = "0001"
 HEAD = ScriptDirectory(str(schema.MIGRATIONS_DIR)).get_current_head()
 BOB_PASSWORD = "another long phrase 9"
@@ -209,19 +208,6 @@ def upgraded_client(old_database, make_settings):
     """The old database started by today's app, as a browser sees it."""
     with TestClient(create_app(make_settings()), follow_redirects=False) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def run_cli(tmp_path, database_url):
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {"AUTHSITE_DATA_DIR": str(tmp_path / "data"), "AUTHSITE_DATABASE_URL": database_url}
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(RUN_PY), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-        )
-
-    return run
 
 
 # --- upgrading an old database at start

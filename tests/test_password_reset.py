@@ -6,10 +6,7 @@ import asyncio
 import email
 import email.policy
 import hashlib
-import os
 import re
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +19,6 @@ from authsite import accounts
 from authsite.models import PasswordReset
 from support import PASSWORD, csrf_from, form_token, log_in
 
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 PUBLIC_URL = "https://auth.example.com"
 ALICE_EMAIL = "alice@example.com"
 NEW_PASSWORD = "new password 456"
@@ -404,21 +400,8 @@ def test_one_link_used_twice_at_once_succeeds_exactly_once(app, client, site, se
 
 
 @pytest.fixture
-def run_cli(tmp_path, database_url):
-    """`python run.py *args` as an operator runs it, on the test database."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {
-        "AUTHSITE_DATA_DIR": str(tmp_path / "data"),
-        "AUTHSITE_DATABASE_URL": database_url,
-        "AUTHSITE_BASE_URL": PUBLIC_URL,
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(RUN_PY), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-        )
-
-    return run
+def cli_environment() -> dict[str, str]:
+    return {"AUTHSITE_BASE_URL": PUBLIC_URL}
 
 
 def test_the_reset_link_command_prints_a_link_that_works_once(run_cli, client, make_user, stranger):

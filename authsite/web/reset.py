@@ -7,6 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, resets
 from authsite.events import Kind
+from authsite.headers import no_referrer
 from authsite.mail import Mail
 from authsite.web.audit import audit
 from authsite.web.inputs import client_ip
@@ -56,7 +57,7 @@ def reset_router(site) -> APIRouter:
             user = await resets.get_user_by_reset_token(db=db, token=token)
         if user is None:
             return _invalid_link(request)
-        return _no_referrer(site.pages.render(request, "reset_form.html", {"token": token}))
+        return no_referrer(site.pages.render(request, "reset_form.html", {"token": token}))
 
     @router.post("/{token}")
     async def reset(request: Request, token: str, form: Form) -> Response:
@@ -82,7 +83,7 @@ def reset_router(site) -> APIRouter:
                 await audit(site, request, Kind.RESET_USED, user_id=user.id)
         if errors:
             page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
-            return _no_referrer(page)
+            return no_referrer(page)
         return RedirectResponse("/auth/login?reset=done", status_code=303)
 
     async def _mail_link_if_account_exists(request: Request, login: str) -> None:
@@ -102,12 +103,7 @@ def reset_router(site) -> APIRouter:
 
     def _invalid_link(request: Request) -> Response:
         context = {"title": "Reset link not valid", "message": INVALID_LINK, "link": ("/auth/reset", "Ask for a new link")}
-        return _no_referrer(site.pages.render(request, "error.html", context, status_code=400))
+        return no_referrer(site.pages.render(request, "error.html", context, status_code=400))
 
     return router
 
-
-def _no_referrer(response: Response) -> Response:
-    # The link's token is in the URL: never hand it to another site as a Referer.
-    response.headers["referrer-policy"] = "no-referrer"
-    return response
