@@ -24,6 +24,7 @@ from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
 from authsite.passwords import PasswordHasher
 from authsite.secret_key import load_or_create_secret_key
+from authsite.session_reader import SessionReader, open_reader
 from authsite.templating import Pages, resource_dir
 from authsite.throttle import Limits, Throttle
 from authsite.web.account import account_router
@@ -31,6 +32,7 @@ from authsite.web.admin import admin_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
 from authsite.web.deps import checked_form
+from authsite.web.gate import RouteGate
 from authsite.web.pages import health_router, home_router
 from authsite.web.register import register_router
 from authsite.web.reset import reset_router
@@ -40,6 +42,7 @@ log = logging.getLogger("authsite")
 PURGE_INTERVAL_SECONDS = 300
 ADMIN_SCOPES = ("authenticated", "admin", "super")
 LIMITED_BODY_PREFIXES = ("/auth/", "/account", "/admin", "/api/")
+PAGE_PREFIXES = ("/auth/", "/account", "/admin")
 
 
 class AuthSite:
@@ -77,6 +80,7 @@ class AuthSite:
         self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
         self.checked_form = checked_form(lambda: self.csrf)
         self.database: Database | None = None
+        self.reader: SessionReader | None = None
         self.audit: events.AuditLog | None = None
         self.throttle: Throttle | None = None
         self.limits = Limits.from_settings(settings)
@@ -94,12 +98,10 @@ class AuthSite:
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
         app.mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static")
-        routers = (
-            auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self),
-            api_router(self), health_router(self),
-        )
-        for router in routers:
-            app.include_router(router)
+        pages = [auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self)]
+        app.router.routes.append(RouteGate(pages, prefixes=PAGE_PREFIXES, dependency_overrides_provider=app))
+        app.include_router(api_router(self))
+        app.include_router(health_router(self))
         errors.install_handlers(app, self.pages.render)
 
     @contextlib.asynccontextmanager
@@ -117,6 +119,7 @@ class AuthSite:
         self.pages.csrf = self.csrf
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
+        self.reader = await open_reader(self.database.engine, sessions.LOOKUP)
         self.audit = events.AuditLog(self.database.sessionmaker)
         self.throttle = Throttle(self.database.sessionmaker)
         await self.hasher.warm_up()
@@ -130,12 +133,15 @@ class AuthSite:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        if self.reader:
+            await self.reader.close()
+            self.reader = None
         if self.database:
             await self.database.dispose()
 
     async def lookup(self, token: str) -> sessions.ActiveSession | None:
         return await sessions.get_user_by_session_token(
-            engine=self.database.engine, token=token, lifetimes=self.lifetimes
+            reader=self.reader, engine=self.database.engine, token=token, lifetimes=self.lifetimes
         )
 
     async def db_session(self):

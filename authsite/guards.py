@@ -1,6 +1,9 @@
-"""FastAPI dependencies that decide who may see a route."""
+"""FastAPI dependencies that decide who may see a route.
 
-from collections.abc import Callable
+They are `async def` although they never await: FastAPI runs a plain `def` dependency in a
+worker thread, and a thread hop on every guarded request costs more than the guard itself."""
+
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,23 +14,27 @@ from authsite.identity import AuthenticatedUser
 ADMIN_SCOPES = ("admin", "super")
 
 
-def logged_in(request: Request) -> AuthenticatedUser:
+def _user_of(request: Request) -> AuthenticatedUser:
     if not request.user.is_authenticated:
         raise NotLoggedIn()
     return request.user
 
 
-def already_logged_in(request: Request) -> None:
+async def logged_in(request: Request) -> AuthenticatedUser:
+    return _user_of(request)
+
+
+async def already_logged_in(request: Request) -> None:
     """For pages only anonymous visitors need (login, sign-up): others go home."""
     if request.user.is_authenticated:
         raise AlreadyLoggedIn()
 
 
-def require(*scopes: str) -> Callable[[Request], AuthenticatedUser]:
+def require(*scopes: str) -> Callable[[Request], Awaitable[AuthenticatedUser]]:
     """A guard that needs every one of `scopes`."""
 
-    def has_scopes(request: Request) -> AuthenticatedUser:
-        user = logged_in(request)
+    async def has_scopes(request: Request) -> AuthenticatedUser:
+        user = _user_of(request)
         missing = [scope for scope in scopes if scope not in request.auth.scopes]
         if missing:
             raise PermissionMissing(missing)
@@ -37,9 +44,9 @@ def require(*scopes: str) -> Callable[[Request], AuthenticatedUser]:
     return has_scopes
 
 
-def admin_user(request: Request) -> AuthenticatedUser:
+async def admin_user(request: Request) -> AuthenticatedUser:
     """Scope `admin` or `super`: a super user can do everything an admin can."""
-    user = logged_in(request)
+    user = _user_of(request)
     if not any(scope in request.auth.scopes for scope in ADMIN_SCOPES):
         raise PermissionMissing(["admin"])
     return user

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authsite import cookies
 from authsite.identity import ANONYMOUS, NO_SCOPES, AuthenticatedUser, Scopes
+from authsite.session_reader import ReaderUnavailable
 from authsite.sessions import ActiveSession
 
 SESSION_SCOPE_KEY = "authsite.session"
@@ -30,7 +31,7 @@ class AuthMiddleware:
         if not scope["path"].startswith(self.skip_prefixes):
             try:
                 session = await self._find_session(scope)
-            except SQLAlchemyError:
+            except (ReaderUnavailable, SQLAlchemyError):
                 await _unavailable(scope, receive, send)
                 return
         scope[SESSION_SCOPE_KEY] = session

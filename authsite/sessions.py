@@ -10,6 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import rules, tokens
 from authsite.models import Session, User, utcnow
+from authsite.session_reader import SessionReader
 
 # Sliding the idle expiry costs a write; do it at most this often per session.
 MAX_TOUCH_INTERVAL = timedelta(seconds=60)
@@ -19,8 +20,8 @@ _session = Session.__table__
 _user = User.__table__
 
 # The hot path: one indexed lookup by token hash, joined to its active user,
-# built once; each request only binds its values.
-_LOOKUP = (
+# built once; session_reader compiles it once per dialect and each request only binds its values.
+LOOKUP = (
     select(
         _session.c.id,
         _session.c.user_id,
@@ -125,38 +126,42 @@ async def start_session(
 
 
 async def get_user_by_session_token(
-    *, engine: AsyncEngine, token: str, lifetimes: Lifetimes
+    *, reader: SessionReader, engine: AsyncEngine, token: str, lifetimes: Lifetimes
 ) -> ActiveSession | None:
+    """The live session behind a cookie's token: one indexed read, and a write at most once per
+    touch interval to slide the idle expiry."""
     if not tokens.is_well_formed(token):
         return None
     token_hash = tokens.hash_token(token)
     now = utcnow()
-    async with engine.connect() as conn:
-        row = (await conn.execute(_LOOKUP, {"token_hash": token_hash, "now": now})).first()
+    row = await reader.find(token_hash, now)
     if row is None:
         return None
-    if now - row.last_seen_at >= lifetimes.touch_interval:
-        await _touch(engine, row, now, lifetimes)
+    session_id, user_id, created_at, last_seen_at, remember, username, scopes, email, first_name, last_name = row
+    if now - last_seen_at >= lifetimes.touch_interval:
+        await _touch(engine, session_id, created_at, remember, now, lifetimes)
     return ActiveSession(
-        id=row.id,
-        user_id=row.user_id,
+        id=session_id,
+        user_id=user_id,
         token_hash=token_hash,
-        created_at=row.created_at,
-        remember=row.remember,
-        username=row.username,
-        scopes=list(row.scopes or ()),
-        email=row.email,
-        first_name=row.first_name,
-        last_name=row.last_name,
+        created_at=created_at,
+        remember=remember,
+        username=username,
+        scopes=list(scopes or ()),
+        email=email,
+        first_name=first_name,
+        last_name=last_name,
     )
 
 
-async def _touch(engine: AsyncEngine, row, now: datetime, lifetimes: Lifetimes) -> None:
-    expires_at = lifetimes.expiry(created_at=row.created_at, now=now, remember=row.remember)
+async def _touch(
+    engine: AsyncEngine, session_id: int, created_at: datetime, remember: bool, now: datetime, lifetimes: Lifetimes
+) -> None:
+    expires_at = lifetimes.expiry(created_at=created_at, now=now, remember=remember)
     async with engine.begin() as conn:
         await conn.execute(
             update(_session)
-            .where(_session.c.id == row.id)
+            .where(_session.c.id == session_id)
             .values(last_seen_at=now, expires_at=expires_at)
         )
 

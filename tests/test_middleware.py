@@ -33,20 +33,35 @@ def app(settings):
     return app
 
 
+class RecordingReader:
+    """Stands in for the session reader (which bypasses the engine) and records its statement."""
+
+    def __init__(self, real, seen: list[str]):
+        self.real, self.seen = real, seen
+
+    async def find(self, token_hash, now):
+        if hasattr(self.real, "lookup"):  # readers that go through the engine are seen by its events
+            self.seen.append(self.real.lookup.sql)
+        return await self.real.find(token_hash, now)
+
+
 @contextmanager
 def database_statements(site):
-    """Every SQL statement the app sends while the block runs."""
+    """Every SQL statement the app sends while the block runs, by the engine or the session reader."""
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         seen.append(statement)
 
     engine = site.database.engine.sync_engine
+    real_reader = site.reader
+    site.reader = RecordingReader(real_reader, seen)
     event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", record)
+        site.reader = real_reader
 
 
 def whoami_with_cookie(client, cookie_header: bytes):

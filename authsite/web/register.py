@@ -16,7 +16,7 @@ def register_router(site) -> APIRouter:
     router = APIRouter(prefix="/auth", dependencies=[Depends(guards.already_logged_in)])
     Form = Annotated[dict[str, str], Depends(site.checked_form)]
 
-    def signup_is_open() -> None:
+    async def signup_is_open() -> None:
         if not site.settings.allow_signup:
             raise HTTPException(404, "Sign-up is closed on this site.")
 

@@ -1,0 +1,123 @@
+"""The session reader: the hot path's one read, straight to the database, never cached."""
+
+import sqlite3
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from authsite import sessions
+from authsite.session_reader import EngineReader, PostgresReader, ReaderUnavailable, SqliteReader, open_reader
+from support import log_in
+
+
+@pytest.fixture
+def whoami(client):
+    def who() -> str:
+        response = client.get("/api/me")
+        return response.json()["username"] if response.status_code == 200 else ""
+
+    return who
+
+
+@pytest.mark.sqlite_only
+def test_a_sqlite_file_is_read_in_the_calling_thread(client, site):
+    assert isinstance(site.reader, SqliteReader)
+
+
+@pytest.mark.postgres_only
+def test_postgres_is_read_through_its_own_asyncpg_pool(client, site):
+    assert isinstance(site.reader, PostgresReader)
+
+
+@pytest.mark.parametrize("url", ["sqlite+aiosqlite://", "sqlite+aiosqlite:///:memory:"])
+def test_an_in_memory_database_is_read_through_the_engine(url):
+    async def reader_type():
+        engine = create_async_engine(url)
+        try:
+            return type(await open_reader(engine, sessions.LOOKUP))
+        finally:
+            await engine.dispose()
+
+    import asyncio
+
+    assert asyncio.run(reader_type()) is EngineReader
+
+
+def test_a_session_deleted_behind_the_apps_back_is_refused_on_the_next_request(client, site, user, whoami):
+    log_in(client)
+    assert whoami() == "alice"
+
+    async def delete_every_session():
+        async with site.database.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM session"))
+
+    client.portal.call(delete_every_session)
+    assert whoami() == ""
+
+
+def test_a_user_deactivated_behind_the_apps_back_is_refused_on_the_next_request(client, site, user, whoami):
+    log_in(client)
+
+    async def deactivate():
+        async with site.database.engine.begin() as conn:
+            await conn.execute(text('UPDATE "user" SET is_active = false'))
+
+    client.portal.call(deactivate)
+    assert whoami() == ""
+
+
+def test_scopes_granted_behind_the_apps_back_count_on_the_next_request(client, site, user):
+    log_in(client)
+
+    async def grant_admin():
+        async with site.database.engine.begin() as conn:
+            await conn.execute(text("""UPDATE "user" SET scopes = '["authenticated", "admin"]'"""))
+
+    client.portal.call(grant_admin)
+    assert client.get("/api/me").json()["scopes"] == ["authenticated", "admin"]
+
+
+class LockedConnection:
+    def execute(self, *args):
+        raise sqlite3.OperationalError("database is locked")
+
+
+@pytest.mark.sqlite_only
+def test_a_locked_sqlite_file_is_read_through_the_engine_instead(client, site, user, whoami, monkeypatch):
+    log_in(client)
+    monkeypatch.setattr(site.reader, "_connection", lambda: LockedConnection())
+    assert whoami() == "alice"
+
+
+def test_a_database_that_does_not_answer_gets_a_503_that_says_so(client, site, user, monkeypatch):
+    log_in(client)
+
+    async def unavailable(token_hash, now):
+        raise ReaderUnavailable("connection refused")
+
+    monkeypatch.setattr(site.reader, "find", unavailable)
+    response = client.get("/api/me")
+    assert response.status_code == 503
+    assert "database is not answering" in response.text
+
+
+@pytest.mark.sqlite_only
+def test_the_reader_never_writes(client, site, user):
+    log_in(client)
+    connection = site.reader._connection()
+    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+        connection.execute("DELETE FROM session")
+
+
+def test_closing_the_site_closes_its_reader(app, user):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        log_in(client)
+        site = app.state.authsite
+        reader = site.reader
+        assert client.get("/api/me").status_code == 200
+    assert site.reader is None
+    if isinstance(reader, SqliteReader):
+        assert reader._opened == []
