@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
+from starlette.routing import Mount
 from starlette.responses import JSONResponse, Response
 
 from authsite import accounts, errors, events, guards, resets, sessions
@@ -32,7 +33,7 @@ from authsite.web.admin import admin_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
 from authsite.web.deps import checked_form
-from authsite.web.gate import RouteGate
+from authsite.web.gate import RouteGate, document_routes
 from authsite.web.pages import health_router, home_router
 from authsite.web.register import register_router
 from authsite.web.reset import reset_router
@@ -42,7 +43,6 @@ log = logging.getLogger("authsite")
 PURGE_INTERVAL_SECONDS = 300
 ADMIN_SCOPES = ("authenticated", "admin", "super")
 LIMITED_BODY_PREFIXES = ("/auth/", "/account", "/admin", "/api/")
-PAGE_PREFIXES = ("/auth/", "/account", "/admin")
 
 
 class AuthSite:
@@ -97,11 +97,14 @@ class AuthSite:
         )
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
-        app.mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static")
-        pages = [auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self)]
-        app.router.routes.append(RouteGate(pages, prefixes=PAGE_PREFIXES, dependency_overrides_provider=app))
-        app.include_router(api_router(self))
-        app.include_router(health_router(self))
+        api = api_router(self)
+        served = [
+            Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),
+            auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self),
+            api, health_router(self),
+        ]
+        app.router.routes.append(RouteGate(served, dependency_overrides_provider=app))
+        document_routes(app, [api])
         errors.install_handlers(app, self.pages.render)
 
     @contextlib.asynccontextmanager

@@ -1,6 +1,5 @@
 """Pure ASGI: security headers on every response, and no caching of private ones."""
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Same-origin resources only, no inline script or style, never framed.
@@ -11,6 +10,8 @@ CONTENT_SECURITY_POLICY = (
 # Sent only on responses that came over https: browsers then refuse plain http
 # to this host for a year, so a network attacker cannot strip TLS later.
 STRICT_TRANSPORT_SECURITY = "max-age=31536000"
+HSTS = b"strict-transport-security"
+CACHE_CONTROL = b"cache-control"
 STATIC_HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",
@@ -22,7 +23,11 @@ STATIC_HEADERS = {
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, page_headers: bool = True):
         self.app = app
-        self.page_headers = page_headers
+        # Encoded once: this runs on every response.
+        self.page_headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in STATIC_HEADERS.items()]
+        if not page_headers:
+            self.page_headers = []
+        self.send_page_headers = page_headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,24 +36,29 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                if self.page_headers:
-                    for name, value in STATIC_HEADERS.items():
-                        headers.setdefault(name, value)
-                    if scope.get("scheme") == "https":
-                        headers.setdefault("strict-transport-security", STRICT_TRANSPORT_SECURITY)
-                if _is_private(scope, headers):
-                    # A shared cache must never keep a page meant for one user
-                    # or a response that hands out a session cookie.
-                    headers["cache-control"] = "no-store"
+                message["headers"] = self._headers(scope, message.get("headers") or ())
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
+    def _headers(self, scope: Scope, headers) -> list[tuple[bytes, bytes]]:
+        """The response's own headers win; ours fill in what it did not set."""
+        headers = list(headers)
+        present = {name.lower() for name, _ in headers}
+        headers.extend(pair for pair in self.page_headers if pair[0] not in present)
+        if self.send_page_headers and scope.get("scheme") == "https" and HSTS not in present:
+            headers.append((HSTS, STRICT_TRANSPORT_SECURITY.encode("latin-1")))
+        if _is_private(scope, present):
+            # A shared cache must never keep a page meant for one user
+            # or a response that hands out a session cookie.
+            headers = [pair for pair in headers if pair[0].lower() != CACHE_CONTROL]
+            headers.append((CACHE_CONTROL, b"no-store"))
+        return headers
 
-def _is_private(scope: Scope, headers: MutableHeaders) -> bool:
+
+def _is_private(scope: Scope, present: set[bytes]) -> bool:
     user = scope.get("user")
-    return bool(user is not None and user.is_authenticated) or "set-cookie" in headers
+    return bool(user is not None and user.is_authenticated) or b"set-cookie" in present
 
 
 def no_referrer(response):

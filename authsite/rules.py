@@ -5,7 +5,6 @@ import unicodedata
 from collections.abc import Iterable
 
 from email_validator import EmailNotValidError, validate_email
-from zxcvbn import zxcvbn
 
 from authsite.passwords import MAX_PASSWORD_CHARS
 
@@ -65,6 +64,10 @@ def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str |
         password.encode("utf-8")
     except UnicodeEncodeError:
         return "The password contains characters that cannot be stored."
+    # Imported here, not at the top: its word lists cost each worker about 12 MB, which a
+    # worker that never sets a password (most of them, on most sites) need not pay.
+    from zxcvbn import zxcvbn
+
     inputs = [value for value in (*user_inputs, *SITE_WORDS) if value]
     if zxcvbn(password[:STRENGTH_CHECK_CHARS], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
         return "This password is too common or easy to guess. Try a longer phrase of unrelated words."

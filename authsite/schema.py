@@ -1,11 +1,11 @@
-"""Bringing a database to the newest schema with Alembic, at start or by `run.py db upgrade`."""
+"""Bringing a database to the newest schema with Alembic, at start or by `run.py db upgrade`.
+
+Alembic is imported only when a migration is due: a server starting on an up-to-date database
+(every start but the first after an upgrade) learns that from one SELECT and never pays the
+10 MB that importing Alembic costs each worker (bench/RESULTS.md)."""
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,11 +16,23 @@ BASELINE_REVISION = "0001"
 # Any fixed number: the Postgres advisory lock that keeps two starting workers
 # from migrating at once.
 MIGRATION_LOCK_ID = 0x617574687369  # "authsi"
+# The newest file in migrations/versions; tests/test_migrations.py checks it against Alembic.
+HEAD_REVISION = "0003"
 
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        if await conn.run_sync(_recorded_revision) == HEAD_REVISION:
+            return
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+def _recorded_revision(connection: Connection) -> str | None:
+    """The revision in alembic_version, read without Alembic; None if there is none."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
@@ -29,6 +41,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config(None)).get_current_head()
 
 
@@ -41,6 +55,8 @@ def _upgrade(connection: Connection) -> None:
         # The sqlite3 module opens no transaction before DDL on its own; this
         # one also makes the whole upgrade all-or-nothing.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+    from alembic import command
+
     config = _config(connection)
     if _current(connection) is None and inspect(connection).has_table("user"):
         command.stamp(config, BASELINE_REVISION)
@@ -48,10 +64,14 @@ def _upgrade(connection: Connection) -> None:
 
 
 def _current(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def _config(connection: Connection | None) -> Config:
+def _config(connection: Connection | None):
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection

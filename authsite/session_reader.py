@@ -13,12 +13,13 @@ dialect, so the SQL and the column types have one source. Writes never come here
 import json
 import sqlite3
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
+from sqlmodel.sql.sqltypes import UTCDateTime
 
 # A reader on SQLite must never make the event loop wait: in WAL mode reads are not blocked by the
 # writer, and in the rare moments they are (recovery), the read goes through the engine instead.
@@ -37,23 +38,56 @@ class SessionReader(Protocol):
 
 
 class CompiledLookup:
-    """`statement` as SQL text for one dialect, with its bind and result conversions prepared once."""
+    """`statement` as SQL text for one dialect, with its bind and result conversions prepared once.
+
+    The statement binds exactly `token_hash` and `now`; only the columns whose type needs a
+    conversion on this dialect (datetimes, JSON, booleans on SQLite) are converted."""
 
     def __init__(self, statement: Select, dialect: Dialect):
         compiled = statement.compile(dialect=dialect)
         self.sql = str(compiled)
-        self.bind_names = list(compiled.positiontup or ())
-        binds = compiled.binds
-        self._bind = [binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.bind_names]
-        self._result = [column.type.dialect_impl(dialect).result_processor(dialect, None)
-                        for column in statement.selected_columns]
+        names = list(compiled.positiontup or ())
+        if sorted(names) != ["now", "token_hash"]:
+            raise ValueError(f"the lookup must bind token_hash and now, not {names}")
+        self._now_first = names[0] == "now"
+        self._token_hash = _bind_processor(compiled.binds["token_hash"].type, dialect)
+        self._now = _bind_processor(compiled.binds["now"].type, dialect)
+        self._conversions = tuple(
+            (index, convert)
+            for index, column in enumerate(statement.selected_columns)
+            if (convert := _result_processor(column.type, dialect)) is not None
+        )
 
-    def params(self, values: dict[str, Any]) -> list:
-        return [value if convert is None else convert(value)
-                for value, convert in zip((values[name] for name in self.bind_names), self._bind)]
+    def params(self, token_hash: str, now: datetime) -> tuple:
+        pair = (self._token_hash(token_hash), self._now(now))
+        return pair[::-1] if self._now_first else pair
 
     def row(self, raw) -> tuple:
-        return tuple(value if convert is None else convert(value) for value, convert in zip(raw, self._result))
+        values = list(raw)
+        for index, convert in self._conversions:
+            values[index] = convert(values[index])
+        return tuple(values)
+
+
+def _result_processor(type_, dialect: Dialect):
+    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
+        # SQLAlchemy stores these as ISO text without an offset, in UTC; reading them back
+        # directly is several times cheaper than its general processor chain (same result,
+        # tests/test_session_reader.py compares the two).
+        return _utc_from_sqlite_text
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _utc_from_sqlite_text(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _bind_processor(type_, dialect: Dialect):
+    return type_.dialect_impl(dialect).bind_processor(dialect) or _unchanged
+
+
+def _unchanged(value):
+    return value
 
 
 class EngineReader:
@@ -99,9 +133,7 @@ class SqliteReader:
 
     async def find(self, token_hash: str, now: datetime) -> tuple | None:
         try:
-            raw = self._connection().execute(
-                self.lookup.sql, self.lookup.params({"token_hash": token_hash, "now": now})
-            ).fetchone()
+            raw = self._connection().execute(self.lookup.sql, self.lookup.params(token_hash, now)).fetchone()
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):
                 return await self.fallback.find(token_hash, now)
@@ -137,7 +169,7 @@ class PostgresReader:
         import asyncpg
 
         try:
-            raw = await self._pool.fetchrow(self.lookup.sql, *self.lookup.params({"token_hash": token_hash, "now": now}))
+            raw = await self._pool.fetchrow(self.lookup.sql, *self.lookup.params(token_hash, now))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise ReaderUnavailable(str(exc)) from exc
         return None if raw is None else self.lookup.row(tuple(raw))

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, delete, exists, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -64,20 +65,21 @@ class Lifetimes:
         return min(now + self.idle, created_at + self.max)
 
 
-@dataclass(frozen=True, slots=True)
-class ActiveSession:
-    """What one lookup tells the middleware about the visitor."""
+class ActiveSession(NamedTuple):
+    """What one lookup tells the middleware about the visitor (the columns of LOOKUP, in order,
+    then the token hash). A named tuple: built on every request, so built cheaply."""
 
     id: int
     user_id: int
-    token_hash: str
     created_at: datetime
+    last_seen_at: datetime
     remember: bool
     username: str
     scopes: list[str]
     email: str | None
     first_name: str | None
     last_name: str | None
+    token_hash: str
 
 
 class PasswordChanged(Exception):
@@ -137,31 +139,18 @@ async def get_user_by_session_token(
     row = await reader.find(token_hash, now)
     if row is None:
         return None
-    session_id, user_id, created_at, last_seen_at, remember, username, scopes, email, first_name, last_name = row
-    if now - last_seen_at >= lifetimes.touch_interval:
-        await _touch(engine, session_id, created_at, remember, now, lifetimes)
-    return ActiveSession(
-        id=session_id,
-        user_id=user_id,
-        token_hash=token_hash,
-        created_at=created_at,
-        remember=remember,
-        username=username,
-        scopes=list(scopes or ()),
-        email=email,
-        first_name=first_name,
-        last_name=last_name,
-    )
+    session = ActiveSession(*row, token_hash)
+    if now - session.last_seen_at >= lifetimes.touch_interval:
+        await _touch(engine, session, now, lifetimes)
+    return session
 
 
-async def _touch(
-    engine: AsyncEngine, session_id: int, created_at: datetime, remember: bool, now: datetime, lifetimes: Lifetimes
-) -> None:
-    expires_at = lifetimes.expiry(created_at=created_at, now=now, remember=remember)
+async def _touch(engine: AsyncEngine, session: ActiveSession, now: datetime, lifetimes: Lifetimes) -> None:
+    expires_at = lifetimes.expiry(created_at=session.created_at, now=now, remember=session.remember)
     async with engine.begin() as conn:
         await conn.execute(
             update(_session)
-            .where(_session.c.id == session_id)
+            .where(_session.c.id == session.id)
             .values(last_seen_at=now, expires_at=expires_at)
         )
 

@@ -364,3 +364,7 @@ def test_db_upgrade_keeps_the_rows_of_an_old_database(old_database, run_cli, dat
     assert current_revision(database_url) == HEAD
     assert all_rows(database_url, "user") == old_database["rows"]["user"]
     assert all_rows(database_url, "session") == old_database["rows"]["session"]
+
+
+def test_the_head_revision_authsite_checks_at_start_is_alembics_head():
+    assert schema.HEAD_REVISION == HEAD

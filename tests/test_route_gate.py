@@ -55,3 +55,18 @@ def test_dependency_overrides_of_the_host_app_apply_to_authsites_pages(app, clie
 
 def test_authsites_pages_can_be_named_in_url_for(app):
     assert app.url_path_for("login_page") == "/auth/login"
+
+
+def test_the_json_api_is_in_the_host_apps_openapi_docs(app):
+    paths = app.openapi()["paths"]
+    assert {"/api/auth/login", "/api/auth/logout", "/api/me"} <= set(paths)
+
+
+def test_dependency_overrides_of_the_host_app_apply_to_the_json_api(app, client):
+    from authsite.web.deps import same_origin_api_call
+
+    async def refuse(request: Request):
+        raise HTTPException(418, "overridden")
+
+    app.dependency_overrides[same_origin_api_call] = refuse
+    assert client.post("/api/auth/login", json={}).status_code == 418

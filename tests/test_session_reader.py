@@ -121,3 +121,20 @@ def test_closing_the_site_closes_its_reader(app, user):
     assert site.reader is None
     if isinstance(reader, SqliteReader):
         assert reader._opened == []
+
+
+def test_the_reader_returns_exactly_what_the_engine_returns(client, site, user):
+    log_in(client)
+
+    async def both_rows():
+        async with site.database.engine.connect() as conn:
+            token_hash = (await conn.execute(text("SELECT token_hash FROM session"))).scalar_one()
+        from authsite.models import utcnow
+
+        now = utcnow()
+        return await site.reader.find(token_hash, now), await EngineReader(site.database.engine, sessions.LOOKUP).find(token_hash, now)
+
+    direct, through_engine = client.portal.call(both_rows)
+    assert direct is not None
+    assert direct == through_engine
+    assert direct[2].tzinfo is not None and direct[2].utcoffset().total_seconds() == 0

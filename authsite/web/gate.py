@@ -1,34 +1,41 @@
-"""authsite's page routes behind one cheap check, so the host app's own routes do not pay for them.
+"""Everything authsite serves, behind one cheap check, so the host app's own routes do not pay for it.
 
 Starlette tries an app's routes in order, and an included FastAPI router tries every route it
-holds. With two dozen authsite pages ahead of the host's routes, each of the host's requests paid
+holds. With authsite's thirty-odd routes ahead of the host's, each of the host's requests paid
 about a tenth of its throughput only to learn "not one of these" (bench/RESULTS.md). The gate
-settles that with a string prefix test; only paths under authsite's prefixes go on to the pages'
-own path patterns, and only a path one of them matches is handed to authsite's router.
+settles that with one string prefix test; only paths under authsite's prefixes go on to the
+routes' own patterns, and only a path one of them matches is handed to authsite's router.
 
-The JSON API stays an ordinary included router so that it appears in the host app's OpenAPI docs.
+The JSON API still appears in the host app's OpenAPI docs: `document_routes` adds it through
+FastAPI's documented way of extending the schema (replacing `app.openapi`).
 """
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, Match, get_route_path
+from starlette.routing import BaseRoute, Match, Mount, get_route_path
 from starlette.types import Receive, Scope, Send
 
 
 class RouteGate(BaseRoute):
-    def __init__(self, routers: list[APIRouter], *, prefixes: tuple[str, ...], dependency_overrides_provider=None):
-        self.prefixes = prefixes
+    def __init__(self, routes: list[BaseRoute | APIRouter], *, dependency_overrides_provider=None):
         self.router = APIRouter(dependency_overrides_provider=dependency_overrides_provider)
         self.patterns = []
-        for router in routers:
-            for route in router.routes:
-                if not isinstance(route, APIRoute) or not route.path.startswith(prefixes):
-                    raise ValueError(f"{route!r} is not an APIRoute under {prefixes}")
+        prefixes = set()
+        for item in routes:
+            if isinstance(item, APIRouter):
+                self.router.include_router(item)
+                owned = item.routes
+            else:
+                self.router.routes.append(item)
+                owned = [item]
+            for route in owned:
                 self.patterns.append(route.path_regex)
-            self.router.include_router(router)
+                prefixes.add(_first_segment(route))
+        self.prefixes = tuple(sorted(prefixes))
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return Match.NONE, {}
         path = get_route_path(scope)
         if path.startswith(self.prefixes) and any(pattern.match(path) for pattern in self.patterns):
@@ -41,3 +48,29 @@ class RouteGate(BaseRoute):
 
     def url_path_for(self, name: str, /, **path_params):
         return self.router.url_path_for(name, **path_params)
+
+
+def _first_segment(route: BaseRoute) -> str:
+    """'/auth/login' -> '/auth', '/static' (a mount) -> '/static': a cheap first filter;
+    the route's own pattern decides."""
+    path = route.path if not isinstance(route, Mount) else route.path + "/"
+    return "/" + path.lstrip("/").split("/", 1)[0]
+
+
+def document_routes(app: FastAPI, routers: list[APIRouter]) -> None:
+    """Show `routers`' routes in the app's OpenAPI schema although the gate serves them."""
+    build_schema = app.openapi
+    routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+
+    ours: dict = {}
+
+    def openapi() -> dict:
+        schema = build_schema()
+        if not ours:
+            ours.update(get_openapi(title=app.title, version=app.version, routes=routes))
+        schema.setdefault("paths", {}).update(ours.get("paths", {}))
+        for kind, items in ours.get("components", {}).items():
+            schema.setdefault("components", {}).setdefault(kind, {}).update(items)
+        return schema
+
+    app.openapi = openapi
