@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -110,6 +111,9 @@ class LoginCheck:
 async def check_login(*, db: AsyncSession, hasher: PasswordHasher, username: str, password: str) -> LoginCheck:
     """Costs the same hashing work whatever the outcome, so time reveals nothing."""
     user = await get_user_by_username(db, username)
+    # End the read before hashing: a pooled connection must not sit idle through a hash.
+    # Under a login storm that empties the pool, and Postgres then forks a backend per login.
+    await db.commit()
     if user is None:
         await hasher.dummy_verify(password)
         return LoginCheck(None, "unknown_user")
@@ -118,16 +122,29 @@ async def check_login(*, db: AsyncSession, hasher: PasswordHasher, username: str
         return LoginCheck(None, "bad_password", user.id)
     if not user.is_active:
         return LoginCheck(None, "inactive", user.id)
-    if new_hash:
-        user.password_hash = new_hash
-    await record_login(db=db, user=user)
+    await record_login(db=db, user=user, new_hash=new_hash)
     return LoginCheck(user, account_id=user.id)
 
 
-async def record_login(*, db: AsyncSession, user: User) -> None:
-    user.last_login_at = utcnow()
-    db.add(user)
+async def record_login(*, db: AsyncSession, user: User, new_hash: str | None = None) -> None:
+    """Stamp the login, and store `new_hash` (the same password under today's hashing
+    parameters) only if the account still has the hash the login was checked against:
+    a rehash must never undo a password change made while the login was hashing."""
+    now = utcnow()
+    table = User.__table__
+    await db.exec(update(table).where(table.c.id == user.id).values(last_login_at=now))
+    rehashed = False
+    if new_hash:
+        result = await db.exec(
+            update(table)
+            .where(table.c.id == user.id, table.c.password_hash == user.password_hash)
+            .values(password_hash=new_hash)
+        )
+        rehashed = result.rowcount == 1
     await db.commit()
+    set_committed_value(user, "last_login_at", now)
+    if rehashed:
+        set_committed_value(user, "password_hash", new_hash)
 
 
 async def authenticate(

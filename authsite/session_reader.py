@@ -162,7 +162,9 @@ class PostgresReader:
     async def open(self) -> "PostgresReader":
         import asyncpg
 
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, init=_json_codec)
+        self._pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, init=_json_codec, reset=_nothing_to_reset
+        )
         return self
 
     async def find(self, token_hash: str, now: datetime) -> tuple | None:
@@ -178,6 +180,11 @@ class PostgresReader:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _nothing_to_reset(conn) -> None:
+    """The pool's default reset is a round trip per release (RESET ALL, UNLISTEN, ...). These
+    connections only ever run the one SELECT, outside a transaction, and change no session state."""
 
 
 async def _json_codec(conn) -> None:

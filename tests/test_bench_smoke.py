@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PHASES = {"throughput", "login_storm", "memory", "writes", "login_throughput", "startup"}
+PHASES = {"throughput", "login_storm", "memory", "writes", "table_size", "login_throughput", "startup"}
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
@@ -28,4 +28,6 @@ def test_a_quick_benchmark_run_measures_every_phase(tmp_path, database_url):
     assert PHASES <= set(phases)
     assert phases["throughput"]["ratio"] > 0
     assert phases["login_throughput"]["logins_per_s"] > 0
+    assert phases["writes"]["writes"] is not None  # counted on either database
+    assert phases["table_size"]["rows"] > 1
     assert "protected page / bare FastAPI" in result.stdout

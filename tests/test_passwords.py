@@ -162,6 +162,34 @@ def test_login_upgrades_an_outdated_hash(client, user, run_db):
     assert passwords.CONTEXT.verify(PASSWORD, upgraded)
 
 
+def test_a_rehash_never_undoes_a_password_change_made_while_the_login_was_hashing(client, user, site, run_db):
+    changed = passwords.CONTEXT.hash("a different password chosen meanwhile")
+
+    async def login_rehashes_after_a_change(db):
+        checked = await accounts.get_user_by_username(db, "alice")  # what the login loaded and checked
+        await db.commit()
+        async with site.database.sessionmaker() as other:  # the change commits while it hashes
+            await accounts.store_password_hash(db=other, user_id=checked.id, password_hash=changed)
+            await other.commit()
+        await accounts.record_login(db=db, user=checked, new_hash="$argon2id$rehash-of-the-old-password")
+
+    run_db(login_rehashes_after_a_change)
+    assert stored_hash(run_db) == changed
+
+
+def test_a_login_holds_no_database_connection_while_it_hashes(client, user, site, monkeypatch):
+    checked_out_during_hash = []
+    real_verify = site.hasher.verify
+
+    async def verify_and_look(password, stored_hash):
+        checked_out_during_hash.append(site.database.engine.pool.checkedout())
+        return await real_verify(password, stored_hash)
+
+    monkeypatch.setattr(site.hasher, "verify", verify_and_look)
+    assert log_in(client).status_code == 303
+    assert checked_out_during_hash == [0]
+
+
 def test_unknown_username_costs_one_verify_like_a_wrong_password(client, user, run_db, recording):
     assert log_in(client, password="not the password").status_code == 401
     wrong_password = recording.verifies()

@@ -149,10 +149,10 @@ def test_a_login_that_checked_the_old_password_just_before_a_change_keeps_no_ses
     async def race():
         login_checked, change_answered = asyncio.Event(), asyncio.Event()
 
-        async def record_login_after_the_change(*, db, user):
+        async def record_login_after_the_change(*, db, user, **rest):
             login_checked.set()
             await change_answered.wait()
-            await real_record_login(db=db, user=user)
+            await real_record_login(db=db, user=user, **rest)
 
         async with browsers(app, 2) as [changer, racer]:
             assert (await api_log_in(changer)).status_code == 200
