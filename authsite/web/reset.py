@@ -3,9 +3,9 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from authsite import accounts, resets
+from authsite import accounts, flash, resets
 from authsite.events import Kind
 from authsite.headers import no_referrer
 from authsite.mail import Mail
@@ -84,7 +84,9 @@ def reset_router(site) -> APIRouter:
         if errors:
             page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
             return no_referrer(page)
-        return RedirectResponse("/auth/login?reset=done", status_code=303)
+        return flash.redirect_with_flash(
+            "/auth/login", "password_reset", conn=request, cookie_secure=site.settings.cookie_secure
+        )
 
     async def _mail_link_if_account_exists(request: Request, login: str) -> None:
         async with site.database.sessionmaker() as db:
