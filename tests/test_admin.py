@@ -436,7 +436,7 @@ def test_the_reset_link_page_is_neither_cached_nor_passed_on(admin, alice):
     response = post_action(admin, alice.id, "reset-link")
 
     assert response.status_code == 200
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "strict-origin"
     assert "no-store" in response.headers["cache-control"]
     assert RESET_LINK.search(response.text)
 

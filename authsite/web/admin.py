@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, events, flash, guards, resets, sessions, user_admin
 from authsite.events import Kind
-from authsite.headers import no_referrer
+from authsite.headers import no_referrer_path
 from authsite.models import User
 from authsite.web.audit import audit
 from authsite.web.deps import checked_form
@@ -87,7 +87,7 @@ def admin_router(site) -> APIRouter:
             token = await resets.create_reset_token(db=db, user=user)
         await audit(site, request, Kind.RESET_REQUESTED, user_id=user_id, actor_id=request.user.id, via="admin")
         link = f"{site.settings.public_url}/auth/reset/{token}"
-        return no_referrer(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
+        return no_referrer_path(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
 
     @router.get("/events")
     async def events_page(request: Request, kind: str = "", user: str = "", before: int | None = None) -> Response:
