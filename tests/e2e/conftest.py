@@ -20,7 +20,6 @@ stylesheet or a status the test did not ask for, fails the test.
 import itertools
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -196,9 +195,9 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
-    """The folder CI keeps as output: every page at phone and desktop size (git-ignored)."""
-    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
-    SCREENSHOTS.mkdir()
+    """The folder CI keeps as output: every page at phone and desktop size (git-ignored).
+    Pictures are overwritten, not wiped first, so a run of a few tests keeps the rest."""
+    SCREENSHOTS.mkdir(exist_ok=True)
     return SCREENSHOTS
 
 

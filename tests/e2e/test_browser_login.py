@@ -57,6 +57,7 @@ def test_a_wrong_password_shows_one_generic_message_and_keeps_the_name(page, new
     expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
     expect(page.get_by_label("Username")).to_have_value(user.username)
     expect(page.get_by_label("Password", exact=True)).to_have_value("")
+    expect(page.get_by_label("Password", exact=True)).to_be_focused()
 
 
 def test_remember_me_keeps_the_cookie_for_days_and_without_it_until_the_browser_closes(new_context, new_user):
