@@ -257,6 +257,15 @@ def new_user(live_site) -> Callable[..., User]:
     return make
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    # The browser tests run last. Playwright's sync API keeps its event loop
+    # marked as running in the main thread while the browser is open (the whole
+    # session), and any later test calling asyncio.run() would then fail.
+    here = Path(__file__).parent
+    items.sort(key=lambda item: item.path.is_relative_to(here))  # stable: each group keeps its order
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     # The console check at teardown is skipped when the test itself already
