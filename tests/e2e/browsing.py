@@ -26,8 +26,13 @@ def fill_in_login(page: Page, user, *, remember: bool = False, password: str | N
     page.get_by_label("Password", exact=True).fill(password or user.password)
     if remember:
         page.get_by_label("Remember me on this device").check()
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
+    submit(page, page.get_by_role("button", name="Log in"))
+
+
+def submit(page: Page, button: Locator) -> None:
+    """Press a form's button and wait until the page it leads to (after any redirect) has loaded."""
+    with page.expect_navigation():
+        button.click()
 
 
 def header(page: Page) -> Locator:
@@ -35,8 +40,7 @@ def header(page: Page) -> Locator:
 
 
 def log_out(page: Page) -> None:
-    header(page).get_by_role("button", name="Log out").click()
-    page.wait_for_load_state()
+    submit(page, header(page).get_by_role("button", name="Log out"))
 
 
 def notice(page: Page) -> Locator:
@@ -68,6 +72,5 @@ def change_password(page: Page, user, new_password: str = NEW_PASSWORD) -> None:
     form.get_by_label("Current password").fill(user.password)
     form.get_by_label("New password", exact=True).fill(new_password)
     form.get_by_label("New password again").fill(new_password)
-    form.get_by_role("button", name="Change password").click()
-    page.wait_for_load_state()
+    submit(page, form.get_by_role("button", name="Change password"))
     user.password = new_password

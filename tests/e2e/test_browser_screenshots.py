@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from browsing import expect, fill_in_login, log_in
+from browsing import expect, fill_in_login, log_in, notice
 from e2e_common import DESKTOP, PHONE, REPO, User
 
 pytestmark = pytest.mark.sqlite_only
@@ -32,38 +32,42 @@ class Cast:
     member_id: int
 
 
+PEOPLE = [  # run.py create-user arguments: a few users so the admin list has something to show
+    ("ada", "--email", "ada@example.com", "--scope", "super"),
+    ("pat",),
+    ("grace", "--email", "grace@example.com", "--scope", "admin"),
+    ("linus", "--email", "linus@example.org"),
+    ("margaret", "--email", "margaret@example.net", "--scope", "reports"),
+]
+
+
 @pytest.fixture(scope="session")
 def cast(browser, live_site) -> Cast:
-    admin = User("ada", email="ada@example.com")
-    member = User("pat")
-    people = [
-        ("ada", "--email", "ada@example.com", "--scope", "super"),
-        ("pat",),
-        ("grace", "--email", "grace@example.com", "--scope", "admin"),
-        ("linus", "--email", "linus@example.org"),
-        ("margaret", "--email", "margaret@example.net", "--scope", "reports"),
-    ]
+    admin, member = User("ada", email="ada@example.com"), User("pat")
     with ThreadPoolExecutor() as pool:
-        list(pool.map(lambda args: live_site.run("create-user", *args, "--password-stdin", stdin=admin.password + "\n"), people))
-    states = []
-    for person in (admin, member):
-        context = browser.new_context(base_url=live_site.url)
-        page = context.new_page()
-        log_in(page, person)
-        if person is admin:
-            page.goto("/account")
-            page.get_by_label("First name").fill("Ada")
-            page.get_by_label("Last name").fill("Lovelace")
-            page.get_by_role("button", name="Save details").click()
-            page.wait_for_load_state()
-        states.append(context.storage_state())
-        context.close()
-    context = browser.new_context(base_url=live_site.url, storage_state=states[0])
+        list(pool.map(lambda args: live_site.run("create-user", *args, "--password-stdin", stdin=admin.password + "\n"),
+                      PEOPLE))
+    context = browser.new_context(base_url=live_site.url)
     page = context.new_page()
+    log_in(page, admin)
+    page.goto("/account")
+    page.get_by_label("First name").fill("Ada")
+    page.get_by_label("Last name").fill("Lovelace")
+    page.get_by_role("button", name="Save details").click()
+    expect(notice(page)).to_have_text("Your details have been saved.")
     page.goto("/admin/users?q=pat")
     member_id = int(page.get_by_role("link", name="pat", exact=True).get_attribute("href").rsplit("/", 1)[1])
+    admin_state = context.storage_state()
     context.close()
-    return Cast(admin, member, states[0], states[1], member_id)
+    return Cast(admin, member, admin_state, _logged_in_state(browser, live_site, member), member_id)
+
+
+def _logged_in_state(browser, site, person: User) -> dict:
+    context = browser.new_context(base_url=site.url)
+    log_in(context.new_page(), person)
+    state = context.storage_state()
+    context.close()
+    return state
 
 
 # Each page: how to get there. A step returns the status it expects when that is not 200.
