@@ -1,4 +1,4 @@
-"""The session and CSRF cookies: names, flags, reading. Every cookie decision lives here."""
+"""The session, CSRF and flash cookies: names, flags, reading. Every cookie decision lives here."""
 
 from starlette.responses import Response
 
@@ -8,6 +8,9 @@ SESSION_COOKIE = "session"
 SECURE_SESSION_COOKIE = "__Host-session"
 CSRF_COOKIE = "csrftoken"
 SECURE_CSRF_COOKIE = "__Host-csrftoken"
+# A one-time notice key for the page after a redirect (see flash.py).
+FLASH_COOKIE = "flash"
+SECURE_FLASH_COOKIE = "__Host-flash"
 MAX_COOKIE_HEADER_BYTES = 8192
 
 
@@ -73,3 +76,17 @@ def clear_csrf_cookie(response: Response, *, secure: bool) -> None:
     response.delete_cookie(csrf_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax")
 
 
+
+
+def flash_cookie_name(secure: bool) -> str:
+    return SECURE_FLASH_COOKIE if secure else FLASH_COOKIE
+
+
+def set_flash_cookie(response: Response, key: str, *, secure: bool, max_age: int) -> None:
+    response.set_cookie(
+        flash_cookie_name(secure), key, max_age=max_age, path="/", secure=secure, httponly=True, samesite="lax"
+    )
+
+
+def clear_flash_cookie(response: Response, *, secure: bool) -> None:
+    response.delete_cookie(flash_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax")

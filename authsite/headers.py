@@ -61,7 +61,14 @@ def _is_private(scope: Scope, present: set[bytes]) -> bool:
     return bool(user is not None and user.is_authenticated) or b"set-cookie" in present
 
 
-def no_referrer(response):
-    """For pages whose URL holds a secret (a reset token): never send it on as a Referer."""
-    response.headers["referrer-policy"] = "no-referrer"
+# Pages whose URL or body holds a secret (a reset token) send at most our origin
+# as a Referer, never the path. Not `no-referrer`: under that policy a browser
+# sends `Origin: null` with the page's own form POSTs (the Fetch standard), which
+# the CSRF origin check rightly refuses, so the reset form could never be sent.
+SECRET_PAGE_REFERRER_POLICY = "strict-origin"
+
+
+def no_referrer_path(response):
+    """For pages whose URL holds a secret: never send the URL on as a Referer."""
+    response.headers["referrer-policy"] = SECRET_PAGE_REFERRER_POLICY
     return response

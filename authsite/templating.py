@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from authsite import cookies, events
+from authsite import cookies, events, flash
 from authsite.csrf import Csrf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -39,11 +39,15 @@ class Pages:
         self, request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
     ) -> Response:
         token, new_cookie = self.csrf.token_for(request)
+        secure = cookies.is_secure(request.scope, self.csrf.cookie_secure)
+        flashed = flash.waiting_key(request, secure=secure)
         page_context = {"user": request.user, "csrf_token": token, "errors": {}, **(context or {})}
+        page_context["notice"] = page_context.get("notice") or flash.message_for(flashed)
         response = self.templates.TemplateResponse(request, name, page_context, status_code=status_code)
         if new_cookie is not None:
-            secure = cookies.is_secure(request.scope, self.csrf.cookie_secure)
             cookies.set_csrf_cookie(response, new_cookie, secure=secure)
+        if flashed is not None:
+            flash.clear(response, secure=secure)
         return response
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import accounts, cookies, events, guards, sessions
+from authsite import accounts, cookies, events, flash, guards, sessions
 from authsite.devices import describe_device
 from authsite.errors import NotLoggedIn
 from authsite.events import Kind
@@ -14,12 +14,6 @@ from authsite.models import Session, User
 from authsite.web.audit import audit
 from authsite.web.user_auth import log_in_user
 
-NOTICES = {
-    "password": "Your password has been changed. Every other device has been logged out.",
-    "profile": "Your details have been saved.",
-    "revoked": "That session has ended.",
-    "others": "Every other session has ended.",
-}
 
 
 def account_router(site) -> APIRouter:
@@ -27,9 +21,12 @@ def account_router(site) -> APIRouter:
     router = APIRouter(prefix="/account", dependencies=[Depends(guards.logged_in)])
     Form = Annotated[dict[str, str], Depends(site.checked_form)]
 
+    def back_to_account(request: Request, notice: str) -> Response:
+        return flash.redirect_with_flash("/account", notice, conn=request, cookie_secure=site.settings.cookie_secure)
+
     @router.get("")
-    async def account_page(request: Request, done: str = "") -> Response:
-        return await _page(request, notice=NOTICES.get(done))
+    async def account_page(request: Request) -> Response:
+        return await _page(request)
 
     @router.post("/profile")
     async def update_profile(request: Request, form: Form) -> Response:
@@ -46,7 +43,7 @@ def account_router(site) -> APIRouter:
                 return await _page(request, errors={exc.field: exc.message}, form="profile", values=form)
         if user.email != old_email:
             await audit(site, request, Kind.EMAIL_CHANGED, user_id=user.id)
-        return RedirectResponse("/account?done=profile", status_code=303)
+        return back_to_account(request, "profile_saved")
 
     @router.post("/password")
     async def change_password(request: Request, form: Form) -> Response:
@@ -70,7 +67,7 @@ def account_router(site) -> APIRouter:
         await audit(site, request, Kind.PASSWORD_CHANGED, user_id=user.id, via="account")
         # Every session ended with the old password; this browser carries on
         # with a brand-new token.
-        response = RedirectResponse("/account?done=password", status_code=303)
+        response = back_to_account(request, "password_changed")
         if not await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember):
             # Changed again by another request in between: log in afresh.
             return RedirectResponse("/auth/login", status_code=303)
@@ -84,10 +81,12 @@ def account_router(site) -> APIRouter:
             # Someone else's session id looks exactly like one that does not exist.
             raise HTTPException(404, "No such session.")
         await audit(site, request, Kind.SESSION_REVOKED, user_id=request.user.id, session_id=session_id)
-        response = RedirectResponse("/account?done=revoked", status_code=303)
-        if session_id == request.scope[SESSION_SCOPE_KEY].id:
-            secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
-            cookies.clear_session_cookie(response, secure=secure)
+        if session_id != request.scope[SESSION_SCOPE_KEY].id:
+            return back_to_account(request, "session_revoked")
+        # This browser's own session: it is now logged out, and /account will
+        # send it on to the login page, which shows the notice.
+        response = back_to_account(request, "logged_out")
+        cookies.clear_session_cookie(response, secure=cookies.is_secure(request.scope, site.settings.cookie_secure))
         return response
 
     @router.post("/sessions/revoke-others")
@@ -97,9 +96,9 @@ def account_router(site) -> APIRouter:
                 db=db, user_id=request.user.id, keep_session_id=request.scope[SESSION_SCOPE_KEY].id
             )
         await audit(site, request, Kind.SESSION_REVOKED, user_id=request.user.id, others=True)
-        return RedirectResponse("/account?done=others", status_code=303)
+        return back_to_account(request, "others_revoked")
 
-    async def _page(request, *, errors=None, form=None, values=None, notice=None) -> Response:
+    async def _page(request, *, errors=None, form=None, values=None) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
             rows = await sessions.list_user_sessions(db=db, user_id=user.id)
@@ -111,7 +110,6 @@ def account_router(site) -> APIRouter:
             "errors": errors or {},
             "failed_form": form,
             "values": values or {},
-            "notice": notice,
             "events": recent,
         }
         return site.pages.render(request, "account.html", context, status_code=400 if errors else 200)

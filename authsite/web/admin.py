@@ -5,17 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import accounts, events, guards, resets, sessions, user_admin
+from authsite import accounts, events, flash, guards, resets, sessions, user_admin
 from authsite.events import Kind
-from authsite.headers import no_referrer
+from authsite.headers import no_referrer_path
 from authsite.models import User
 from authsite.web.audit import audit
 from authsite.web.deps import checked_form
 
-NOTICES = {
-    "saved": "Changes saved.",
-    "revoked": "Every session of this user has ended.",
-}
 
 
 def admin_router(site) -> APIRouter:
@@ -34,9 +30,14 @@ def admin_router(site) -> APIRouter:
             page = await user_admin.search_users(db=db, query=q[:254], after=after)
         return site.pages.render(request, "admin_users.html", {"page": page, "q": q[:254]})
 
+    def back_to_user(request: Request, user_id: int, notice: str) -> Response:
+        return flash.redirect_with_flash(
+            f"/admin/users/{user_id}", notice, conn=request, cookie_secure=site.settings.cookie_secure
+        )
+
     @router.get("/users/{user_id}")
-    async def user_page(request: Request, user_id: int, done: str = "") -> Response:
-        return await _user_page(request, user_id, notice=NOTICES.get(done))
+    async def user_page(request: Request, user_id: int) -> Response:
+        return await _user_page(request, user_id)
 
     @router.post("/users/{user_id}")
     async def change_user(request: Request, user_id: int, form: Form) -> Response:
@@ -60,7 +61,7 @@ def admin_router(site) -> APIRouter:
         if active_changed:
             kind = Kind.ACTIVATED if active == "true" else Kind.DEACTIVATED
             await audit(site, request, kind, user_id=user_id, actor_id=request.user.id)
-        return RedirectResponse(f"/admin/users/{user_id}?done=saved", status_code=303)
+        return back_to_user(request, user_id, "user_saved")
 
     @router.post("/users/{user_id}/revoke-sessions")
     async def revoke_sessions(request: Request, user_id: int, form: Form) -> Response:
@@ -71,7 +72,7 @@ def admin_router(site) -> APIRouter:
             except user_admin.AdminRefused as exc:
                 raise HTTPException(403, str(exc)) from None
         await audit(site, request, Kind.SESSION_REVOKED, user_id=user_id, actor_id=request.user.id, all=True)
-        return RedirectResponse(f"/admin/users/{user_id}?done=revoked", status_code=303)
+        return back_to_user(request, user_id, "user_sessions_revoked")
 
     @router.post("/users/{user_id}/reset-link")
     async def reset_link(request: Request, user_id: int, form: Form) -> Response:
@@ -86,7 +87,7 @@ def admin_router(site) -> APIRouter:
             token = await resets.create_reset_token(db=db, user=user)
         await audit(site, request, Kind.RESET_REQUESTED, user_id=user_id, actor_id=request.user.id, via="admin")
         link = f"{site.settings.public_url}/auth/reset/{token}"
-        return no_referrer(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
+        return no_referrer_path(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
 
     @router.get("/events")
     async def events_page(request: Request, kind: str = "", user: str = "", before: int | None = None) -> Response:
@@ -98,12 +99,12 @@ def admin_router(site) -> APIRouter:
                    "kinds": list(Kind), "next_before": rows[-1].id if len(rows) == 50 else None}
         return site.pages.render(request, "admin_events.html", context)
 
-    async def _user_page(request: Request, user_id: int, *, notice=None, error=None) -> Response:
+    async def _user_page(request: Request, user_id: int, *, error=None) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             live = await sessions.list_user_sessions(db=db, user_id=user_id)
             recent = await events.recent_events_for_user(db=db, user_id=user_id, limit=20)
-        context = {"account": user, "session_count": len(live), "events": recent, "notice": notice,
+        context = {"account": user, "session_count": len(live), "events": recent,
                    "error": error, "actor_is_super": _actor(request).is_super}
         return site.pages.render(request, "admin_user.html", context, status_code=400 if error else 200)
 

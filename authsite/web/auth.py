@@ -5,14 +5,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import guards
+from authsite import flash, guards
 from authsite.events import Kind
 from authsite.redirects import safe_next
 from authsite.web.audit import audit
 from authsite.web.user_auth import attempt_login, log_in_user, log_out_user, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
-PASSWORD_RESET_NOTICE = "Your password has been reset. Log in with the new one."
 TRUE_VALUES = {"on", "true", "1", "yes"}
 
 
@@ -22,9 +21,8 @@ def auth_router(site) -> APIRouter:
     anonymous_only = [Depends(guards.already_logged_in)]
 
     @router.get("/login", dependencies=anonymous_only)
-    async def login_page(request: Request, next: str = "/", reset: str = "") -> Response:
-        notice = PASSWORD_RESET_NOTICE if reset == "done" else None
-        return site.pages.render(request, "login.html", {"next": safe_next(next), "username": "", "notice": notice})
+    async def login_page(request: Request, next: str = "/") -> Response:
+        return site.pages.render(request, "login.html", {"next": safe_next(next), "username": ""})
 
     @router.post("/login", dependencies=anonymous_only)
     async def login(request: Request, form: Form) -> Response:
@@ -64,7 +62,7 @@ def auth_router(site) -> APIRouter:
         # the token; that spares people a "request refused" page.
         if request.user.is_authenticated:
             await site.checked_form(request)
-        response = RedirectResponse("/", status_code=303)
+        response = flash.redirect_with_flash("/", "logged_out", conn=request, cookie_secure=site.settings.cookie_secure)
         if request.user.is_authenticated:
             await audit(site, request, Kind.LOGOUT, user_id=request.user.id)
         await log_out_user(site, request, response)

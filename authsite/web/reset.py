@@ -3,11 +3,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from authsite import accounts, resets
+from authsite import accounts, flash, resets
 from authsite.events import Kind
-from authsite.headers import no_referrer
+from authsite.headers import no_referrer_path
 from authsite.mail import Mail
 from authsite.web.audit import audit
 from authsite.web.inputs import client_ip
@@ -57,7 +57,7 @@ def reset_router(site) -> APIRouter:
             user = await resets.get_user_by_reset_token(db=db, token=token)
         if user is None:
             return _invalid_link(request)
-        return no_referrer(site.pages.render(request, "reset_form.html", {"token": token}))
+        return no_referrer_path(site.pages.render(request, "reset_form.html", {"token": token}))
 
     @router.post("/{token}")
     async def reset(request: Request, token: str, form: Form) -> Response:
@@ -83,8 +83,10 @@ def reset_router(site) -> APIRouter:
                 await audit(site, request, Kind.RESET_USED, user_id=user.id)
         if errors:
             page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
-            return no_referrer(page)
-        return RedirectResponse("/auth/login?reset=done", status_code=303)
+            return no_referrer_path(page)
+        return flash.redirect_with_flash(
+            "/auth/login", "password_reset", conn=request, cookie_secure=site.settings.cookie_secure
+        )
 
     async def _mail_link_if_account_exists(request: Request, login: str) -> None:
         async with site.database.sessionmaker() as db:
@@ -103,7 +105,7 @@ def reset_router(site) -> APIRouter:
 
     def _invalid_link(request: Request) -> Response:
         context = {"title": "Reset link not valid", "message": INVALID_LINK, "link": ("/auth/reset", "Ask for a new link")}
-        return no_referrer(site.pages.render(request, "error.html", context, status_code=400))
+        return no_referrer_path(site.pages.render(request, "error.html", context, status_code=400))
 
     return router
 

@@ -1,0 +1,76 @@
+"""What a person does on the site, as steps the browser tests share."""
+
+import re
+
+import pytest
+
+from e2e_common import PLAYWRIGHT_MISSING
+
+# Skips every test module that imports this one when Playwright is missing
+# (and under CI=true the top-level conftest turns that skip into a failure).
+sync_api = pytest.importorskip("playwright.sync_api", reason=PLAYWRIGHT_MISSING)
+expect = sync_api.expect
+Locator, Page = sync_api.Locator, sync_api.Page
+
+NEW_PASSWORD = "a brand new secret 42"
+
+
+def log_in(page: Page, user, *, remember: bool = False, password: str | None = None) -> None:
+    """Open the login page, fill it in and press the button (the page then follows the redirect)."""
+    page.goto("/auth/login")
+    fill_in_login(page, user, remember=remember, password=password)
+
+
+def fill_in_login(page: Page, user, *, remember: bool = False, password: str | None = None) -> None:
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password", exact=True).fill(password or user.password)
+    if remember:
+        page.get_by_label("Remember me on this device").check()
+    submit(page, page.get_by_role("button", name="Log in"))
+
+
+def submit(page: Page, button: Locator) -> None:
+    """Press a form's button and wait until the page it leads to (after any redirect) has loaded."""
+    with page.expect_navigation():
+        button.click()
+
+
+def header(page: Page) -> Locator:
+    return page.get_by_role("navigation", name="Account")
+
+
+def log_out(page: Page) -> None:
+    submit(page, header(page).get_by_role("button", name="Log out"))
+
+
+def notice(page: Page) -> Locator:
+    """The notice area where a flash message shows after a redirect."""
+    return page.locator("main .notice[role=status]")
+
+
+def expect_logged_in_as(page: Page, username: str) -> None:
+    expect(header(page).get_by_role("link", name=username, exact=True)).to_be_visible()
+
+
+def expect_on_login_page(page: Page, next_path: str | None = None) -> None:
+    url = r"/auth/login" + (re.escape(f"?next={next_path}") if next_path else r"(\?.*)?") + "$"
+    expect(page).to_have_url(re.compile(url))
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+def path_of(page: Page) -> str:
+    return re.sub(r"^https?://[^/]+", "", page.url)
+
+
+def session_cookie(context) -> dict | None:
+    return next((c for c in context.cookies() if c["name"] == "session"), None)
+
+
+def change_password(page: Page, user, new_password: str = NEW_PASSWORD) -> None:
+    page.goto("/account")
+    form = page.locator("form[action='/account/password']")
+    form.get_by_label("Current password").fill(user.password)
+    form.get_by_label("New password", exact=True).fill(new_password)
+    form.get_by_label("New password again").fill(new_password)
+    submit(page, form.get_by_role("button", name="Change password"))
+    user.password = new_password
