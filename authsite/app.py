@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
-from starlette.routing import Mount
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 
 from authsite import accounts, errors, events, guards, resets, sessions
 from authsite.body_limit import BodyLimitMiddleware

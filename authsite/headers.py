@@ -23,11 +23,10 @@ STATIC_HEADERS = {
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, *, page_headers: bool = True):
         self.app = app
-        # Encoded once: this runs on every response.
-        self.page_headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in STATIC_HEADERS.items()]
-        if not page_headers:
-            self.page_headers = []
         self.send_page_headers = page_headers
+        # Encoded once: this runs on every response.
+        self.page_headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in STATIC_HEADERS.items()
+                             if page_headers]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -1,7 +1,10 @@
 """Helpers tests share: what a browser does to fill in and send our forms."""
 
+import os
 import re
+import signal
 import socket
+import subprocess
 import threading
 from html.parser import HTMLParser
 
@@ -84,6 +87,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, *, timeout: float = 10) -> None:
+    """Stop a server a test started, by its PID: SIGTERM, then SIGKILL after `timeout`. One started
+    in a session of its own (`start_new_session=True`, say uvicorn and its workers) goes with its group."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait()
 
 
 class CountingContext:

@@ -21,7 +21,7 @@ import httpx2
 import pytest
 from sqlalchemy.engine import make_url
 
-from support import csrf_from, free_port
+from support import csrf_from, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_PY = ROOT / "run.py"
@@ -45,13 +45,7 @@ class Server:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=STOP_TIMEOUT_SECONDS)
 
 
 @dataclass(frozen=True)

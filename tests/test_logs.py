@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import httpx2
 import pytest
 
 from authsite.logs import JsonLineFormatter
-from support import PASSWORD, csrf_from, free_port
+from support import PASSWORD, csrf_from, free_port, stop_process
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 START_TIMEOUT_SECONDS = 30
@@ -35,14 +34,7 @@ class Server:
     data_dir: Path
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_process(self.process, timeout=STOP_TIMEOUT_SECONDS)
 
     def final_log(self) -> str:
         """Everything it wrote to stderr, once it has stopped (so nothing is still buffered)."""

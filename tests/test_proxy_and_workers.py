@@ -3,7 +3,6 @@ only from AUTHSITE_FORWARDED_ALLOW_IPS, and workers or whole servers sharing one
 database share its sessions, logins and logouts alike."""
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 from sqlmodel import select
 
 from authsite.models import Session
-from support import PASSWORD, csrf_from, free_port
+from support import PASSWORD, csrf_from, free_port, stop_process
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 START_TIMEOUT_SECONDS = 30
@@ -33,16 +32,6 @@ class Server:
 
     def log_lines(self) -> list[str]:
         return self.log.read_text().splitlines()
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        # Its own process group (start_new_session): the workers go with it.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def wait_until(ready, server: Server, what: str) -> None:
@@ -94,7 +83,7 @@ def start_server(tmp_path, database_url):
 
     yield start
     for process in started:
-        stop(process)
+        stop_process(process, timeout=STOP_TIMEOUT_SECONDS)
 
 
 def started_workers(server: Server) -> int:

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from support import PASSWORD, csrf_from, free_port
+from support import PASSWORD, csrf_from, free_port, stop_process
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 START_TIMEOUT_SECONDS = 15
@@ -42,15 +42,6 @@ def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
     pytest.fail(f"run.py did not answer /healthz within {START_TIMEOUT_SECONDS} s:\n{log.read_text()}")
 
 
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture
 def server(tmp_path, database_url, is_postgres):
     """`python run.py` on a free loopback port with a fresh data dir (and the test
@@ -70,7 +61,7 @@ def server(tmp_path, database_url, is_postgres):
         wait_until_healthy(process, url, log)
         yield Server(url=url, data_dir=data_dir, env=env)
     finally:
-        stop(process)
+        stop_process(process, timeout=STOP_TIMEOUT_SECONDS)
 
 
 def test_healthz_is_ok_when_the_database_answers(client):

@@ -20,6 +20,12 @@ def whoami(client):
     return who
 
 
+def test_the_active_session_names_the_lookups_columns_in_their_order():
+    # get_user_by_session_token builds ActiveSession(*row, token_hash) from the reader's row.
+    columns = [column.name for column in sessions.LOOKUP.selected_columns]
+    assert list(sessions.ActiveSession._fields) == [*columns, "token_hash"]
+
+
 @pytest.mark.sqlite_only
 def test_a_sqlite_file_is_read_in_the_calling_thread(client, site):
     assert isinstance(site.reader, SqliteReader)

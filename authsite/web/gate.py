@@ -10,6 +10,8 @@ The JSON API still appears in the host app's OpenAPI docs: `document_routes` add
 FastAPI's documented way of extending the schema (replacing `app.openapi`).
 """
 
+from functools import cache
+
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -62,12 +64,13 @@ def document_routes(app: FastAPI, routers: list[APIRouter]) -> None:
     build_schema = app.openapi
     routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
 
-    ours: dict = {}
+    @cache
+    def our_schema() -> dict:
+        return get_openapi(title=app.title, version=app.version, routes=routes)
 
     def openapi() -> dict:
         schema = build_schema()
-        if not ours:
-            ours.update(get_openapi(title=app.title, version=app.version, routes=routes))
+        ours = our_schema()
         schema.setdefault("paths", {}).update(ours.get("paths", {}))
         for kind, items in ours.get("components", {}).items():
             schema.setdefault("components", {}).setdefault(kind, {}).update(items)

@@ -20,7 +20,6 @@ stylesheet or a status the test did not ask for, fails the test.
 import itertools
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from e2e_common import DESKTOP, PLAYWRIGHT_MISSING, REPO, User
-from support import free_port
+from support import free_port, stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -157,12 +156,7 @@ def live_site(tmp_path_factory) -> Iterator[Site]:
         _wait_until_serving(server, url, root / "server.log")
         yield Site(url=url, data_dir=data_dir, env=env)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=15)
         log.close()
 
 
