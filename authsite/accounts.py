@@ -1,7 +1,6 @@
 """Accounts: creating users, checking and changing passwords, profiles. No HTTP here."""
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -98,60 +97,13 @@ async def create_user(
     return user
 
 
-@dataclass(frozen=True)
-class LoginCheck:
-    """The outcome of a login attempt. `failure` is for the audit log only;
-    the visitor is told the same thing whatever it says."""
-
-    user: User | None
-    failure: str | None = None  # "unknown_user", "bad_password" or "inactive"
-    account_id: int | None = None  # whose account a failure was against, if any
-
-
-async def check_login(*, db: AsyncSession, hasher: PasswordHasher, username: str, password: str) -> LoginCheck:
-    """Costs the same hashing work whatever the outcome, so time reveals nothing."""
-    user = await get_user_by_username(db, username)
-    # End the read before hashing: a pooled connection must not sit idle through a hash.
-    # Under a login storm that empties the pool, and Postgres then forks a backend per login.
-    await db.commit()
-    if user is None:
-        await hasher.dummy_verify(password)
-        return LoginCheck(None, "unknown_user")
-    matches, new_hash = await hasher.verify(password, user.password_hash)
-    if not matches:
-        return LoginCheck(None, "bad_password", user.id)
-    if not user.is_active:
-        return LoginCheck(None, "inactive", user.id)
-    await record_login(db=db, user=user, new_hash=new_hash)
-    return LoginCheck(user, account_id=user.id)
-
-
-async def record_login(*, db: AsyncSession, user: User, new_hash: str | None = None) -> None:
-    """Stamp the login, and store `new_hash` (the same password under today's hashing
-    parameters) only if the account still has the hash the login was checked against:
-    a rehash must never undo a password change made while the login was hashing."""
+async def record_login(*, db: AsyncSession, user: User) -> None:
+    """Stamp a login that did not go through a password check (a sign-up logs straight in).
+    Password logins stamp themselves, in authsite/logins.py."""
     now = utcnow()
-    table = User.__table__
-    await db.exec(update(table).where(table.c.id == user.id).values(last_login_at=now))
-    rehashed = False
-    if new_hash:
-        result = await db.exec(
-            update(table)
-            .where(table.c.id == user.id, table.c.password_hash == user.password_hash)
-            .values(password_hash=new_hash)
-        )
-        rehashed = result.rowcount == 1
+    await db.exec(update(User.__table__).where(User.__table__.c.id == user.id).values(last_login_at=now))
     await db.commit()
     set_committed_value(user, "last_login_at", now)
-    if rehashed:
-        set_committed_value(user, "password_hash", new_hash)
-
-
-async def authenticate(
-    *, db: AsyncSession, hasher: PasswordHasher, username: str, password: str
-) -> User | None:
-    """The active user with this name and password, or None, at the same cost either way."""
-    return (await check_login(db=db, hasher=hasher, username=username, password=password)).user
 
 
 async def change_password(

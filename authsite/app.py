@@ -27,6 +27,7 @@ from authsite.passwords import PasswordHasher
 from authsite.secret_key import load_or_create_secret_key
 from authsite.session_reader import SessionReader, open_reader
 from authsite.templating import Pages, resource_dir
+from authsite.logins import Logins
 from authsite.throttle import Limits, Throttle
 from authsite.web.account import account_router
 from authsite.web.admin import admin_router
@@ -83,6 +84,7 @@ class AuthSite:
         self.reader: SessionReader | None = None
         self.audit: events.AuditLog | None = None
         self.throttle: Throttle | None = None
+        self.logins: Logins | None = None
         self.limits = Limits.from_settings(settings)
         self.csrf: Csrf | None = None
         self._purger: asyncio.Task | None = None
@@ -123,8 +125,9 @@ class AuthSite:
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
         self.reader = await open_reader(self.database.engine, sessions.LOOKUP)
-        self.audit = events.AuditLog(self.database.sessionmaker)
-        self.throttle = Throttle(self.database.sessionmaker)
+        self.audit = events.AuditLog(self.database)
+        self.throttle = Throttle(self.database)
+        self.logins = Logins(database=self.database, hasher=self.hasher, limits=self.limits, lifetimes=self.lifetimes)
         await self.hasher.warm_up()
         await self._bootstrap_admin()
         await self.mailer.start()
@@ -144,7 +147,7 @@ class AuthSite:
 
     async def lookup(self, token: str) -> sessions.ActiveSession | None:
         return await sessions.get_user_by_session_token(
-            reader=self.reader, engine=self.database.engine, token=token, lifetimes=self.lifetimes
+            reader=self.reader, database=self.database, token=token, lifetimes=self.lifetimes
         )
 
     async def db_session(self):

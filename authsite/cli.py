@@ -150,7 +150,7 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
             user = await accounts.create_user(
                 db=session, hasher=hasher, username=args.name, password=password, email=args.email, scopes=scopes
             )
-        await events.AuditLog(db.sessionmaker).record(events.Kind.USER_CREATED, user_id=user.id, via="cli")
+        await events.AuditLog(db).record(events.Kind.USER_CREATED, user_id=user.id, via="cli")
         print(f"created user {user.username!r} (id {user.id}) with scopes {', '.join(user.scopes)}")
 
     _run_with_database(settings, create)
@@ -166,7 +166,7 @@ def set_password(settings: Settings, args: argparse.Namespace) -> int:
             if user is None:
                 raise CommandFailed(f"no user named {args.name!r}")
             await accounts.set_password(db=session, hasher=hasher, user=user, password=password)
-        await events.AuditLog(db.sessionmaker).record(events.Kind.PASSWORD_CHANGED, user_id=user.id, via="cli")
+        await events.AuditLog(db).record(events.Kind.PASSWORD_CHANGED, user_id=user.id, via="cli")
         print(f"password changed for {user.username!r}; their sessions have ended")
 
     _run_with_database(settings, change)
@@ -182,7 +182,7 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
             if not user.is_active:
                 raise CommandFailed(f"{user.username!r} is deactivated; a reset link would not let them in")
             token = await resets.create_reset_token(db=session, user=user)
-        await events.AuditLog(db.sessionmaker).record(events.Kind.RESET_REQUESTED, user_id=user.id, via="cli")
+        await events.AuditLog(db).record(events.Kind.RESET_REQUESTED, user_id=user.id, via="cli")
         print(f"{settings.public_url}/auth/reset/{token}")
         print(f"(valid for one hour, once; for {user.username!r})", file=sys.stderr)
 
@@ -192,7 +192,7 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
 
 def end_sessions(settings: Settings, args: argparse.Namespace) -> int:
     async def end(db: Database, hasher: PasswordHasher) -> None:
-        audit = events.AuditLog(db.sessionmaker)
+        audit = events.AuditLog(db)
         async with db.sessionmaker() as session:
             if args.all:
                 count = await sessions.end_all_sessions(db=session)

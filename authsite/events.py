@@ -1,14 +1,16 @@
 """The audit log: record what happened to an account (never failing the request), read it, prune it."""
 
+import contextlib
 import logging
 from datetime import timedelta
 from enum import StrEnum
+from functools import partial
 
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import Connection, delete, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from authsite.db import Database
 from authsite.models import AuthEvent, User, utcnow
 from authsite.rules import MAX_ROW_ID, username_key
 
@@ -16,6 +18,8 @@ log = logging.getLogger("authsite.audit")
 
 USERNAME_MAX_CHARS = 64
 USER_AGENT_MAX_CHARS = 512
+
+_event = AuthEvent.__table__
 
 
 class Kind(StrEnum):
@@ -48,7 +52,7 @@ LABELS = {
     Kind.DEACTIVATED: "Account deactivated",
 }
 REASONS = {"unknown_user": "unknown user", "bad_password": "wrong password", "inactive": "account inactive",
-           "throttled": "too many attempts"}
+           "throttled": "too many attempts", "password_changed": "password changed meanwhile"}
 
 
 def describe(event: AuthEvent) -> str:
@@ -59,41 +63,60 @@ def describe(event: AuthEvent) -> str:
     return label
 
 
-class AuditLog:
-    def __init__(self, sessionmaker: async_sessionmaker):
-        self.sessionmaker = sessionmaker
+def prepare(
+    kind: Kind,
+    *,
+    user_id: int | None = None,
+    username: str | None = None,
+    actor_id: int | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    **detail,
+) -> dict:
+    """The event's row, made safe to store, and its structured log line written now."""
+    typed = _storable(username[:USERNAME_MAX_CHARS]) if username else None
+    row = {
+        "kind": str(kind),
+        "user_id": user_id,
+        "username": typed,
+        "username_key": username_key(typed)[:USERNAME_MAX_CHARS] if typed else None,
+        "actor_id": actor_id,
+        "ip": ip,
+        "user_agent": _storable(user_agent[:USER_AGENT_MAX_CHARS]) if user_agent else None,
+        "detail": {k: _storable(v) if isinstance(v, str) else v for k, v in detail.items()},
+        "created_at": utcnow(),
+    }
+    log.info(str(kind), extra={"fields": _fields(row)})
+    return row
 
-    async def record(
-        self,
-        kind: Kind,
-        *,
-        user_id: int | None = None,
-        username: str | None = None,
-        actor_id: int | None = None,
-        ip: str | None = None,
-        user_agent: str | None = None,
-        **detail,
-    ) -> None:
-        """Log one structured line and store the event. Never raises: the audit
-        log must not turn a successful login (or a refused one) into a 500."""
-        typed = _storable(username[:USERNAME_MAX_CHARS]) if username else None
-        event = AuthEvent(
-            kind=kind,
-            user_id=user_id,
-            username=typed,
-            username_key=username_key(typed)[:USERNAME_MAX_CHARS] if typed else None,
-            actor_id=actor_id,
-            ip=ip,
-            user_agent=_storable(user_agent[:USER_AGENT_MAX_CHARS]) if user_agent else None,
-            detail={k: _storable(v) if isinstance(v, str) else v for k, v in detail.items()},
-        )
-        log.info(str(kind), extra={"fields": _fields(event)})
+
+def store(conn: Connection, event: dict) -> None:
+    """Insert and commit one prepared event on `conn`, after whatever the caller committed.
+    Never raises: the audit log must not turn a successful login (or a refused one) into a 500."""
+    try:
+        conn.execute(insert(_event).values(event))
+        conn.commit()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        _write_failed(event, exc)
+
+
+class AuditLog:
+    def __init__(self, database: Database):
+        self.database = database
+
+    async def record(self, kind: Kind, **fields) -> None:
+        """Log one structured line and store the event (see `prepare`). Never raises."""
+        event = prepare(kind, **fields)
         try:
-            async with self.sessionmaker() as db:
-                db.add(event)
-                await db.commit()
-        except Exception as exc:
-            log.error("audit_write_failed", extra={"fields": {"event": str(kind), "reason": type(exc).__name__}})
+            await self.database.run(partial(store, event=event))
+        except Exception as exc:  # the database could not even be reached
+            _write_failed(event, exc)
+
+
+def _write_failed(event: dict, exc: Exception) -> None:
+    log.error("audit_write_failed", extra={"fields": {"event": event["kind"], "reason": type(exc).__name__}})
 
 
 async def recent_events_for_user(*, db: AsyncSession, user_id: int, limit: int = 10) -> list[AuthEvent]:
@@ -133,14 +156,14 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
-def _fields(event: AuthEvent) -> dict:
+def _fields(event: dict) -> dict:
     # Only what the event row holds: never a password, token or hash.
     fields = {
-        "event": str(event.kind),
-        "user_id": event.user_id,
-        "username": event.username,
-        "actor_id": event.actor_id,
-        "ip": event.ip,
-        **event.detail,
+        "event": event["kind"],
+        "user_id": event["user_id"],
+        "username": event["username"],
+        "actor_id": event["actor_id"],
+        "ip": event["ip"],
+        **event["detail"],
     }
     return {k: v for k, v in fields.items() if v is not None}

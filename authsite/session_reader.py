@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from authsite.db import sqlite_file
+
 # A reader on SQLite must never make the event loop wait: in WAL mode reads are not blocked by the
 # writer, and in the rare moments they are (recovery), the read goes through the engine instead.
 SQLITE_READ_TIMEOUT_SECONDS = 0
@@ -195,11 +197,9 @@ async def open_reader(engine: AsyncEngine, statement: Select) -> SessionReader:
     """The fastest reader this database allows."""
     url = engine.url
     backend = url.get_backend_name()
-    if backend == "sqlite":
-        path = url.database
-        if path and path != ":memory:" and not path.startswith("file:") and "uri" not in url.query:
-            return SqliteReader(path, engine, statement)
-    elif backend == "postgresql" and url.get_driver_name() == "asyncpg":
+    if path := sqlite_file(url):
+        return SqliteReader(path, engine, statement)
+    if backend == "postgresql" and url.get_driver_name() == "asyncpg":
         return await PostgresReader(url, engine, statement).open()
     return EngineReader(engine, statement)
 

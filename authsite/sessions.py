@@ -4,12 +4,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, exists, insert, literal, update
+from sqlalchemy import Connection, bindparam, delete, exists, insert, literal, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import rules, tokens
+from authsite.db import Database
 from authsite.models import Session, User, utcnow
 from authsite.session_reader import SessionReader
 
@@ -82,26 +83,25 @@ class ActiveSession(NamedTuple):
     token_hash: str
 
 
-class PasswordChanged(Exception):
-    """The password a login was checked against changed before its session began."""
-
-
-async def start_session(
+def start_session(
+    conn: Connection,
     *,
-    db: AsyncSession,
     user_id: int,
     password_hash: str,
     lifetimes: Lifetimes,
     remember: bool = False,
     ip: str | None = None,
     user_agent: str | None = None,
-) -> str:
-    """A new session row; returns the token for the cookie (never stored).
+    replaces: int | None = None,
+) -> str | None:
+    """A new session row; returns the token for the cookie (never stored), or None if the
+    password the login was checked against (`password_hash`) has changed since, or the
+    account was deactivated. `replaces` is the id of a session this one ends (the
+    browser's previous one).
 
-    `password_hash` is the hash the login was checked against. The row is
-    written only if the account still has it (and is active), in one statement
-    that waits for a password change in progress: a login racing a change
-    never leaves a session opened with the old password."""
+    The row is written only if the account still has that hash, in one statement that
+    waits for a password change in progress: a login racing a change never leaves a
+    session opened with the old password. The caller commits."""
     token = tokens.new_token()
     now = utcnow()
     still_valid = (
@@ -119,16 +119,17 @@ async def start_session(
         "user_agent": (user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
         "remember": remember,
     }
+    if replaces is not None:
+        # Before the insert: SQLite may give the new row the id the old one had.
+        conn.execute(delete(_session).where(_session.c.id == replaces))
     row = select(*(literal(v, _session.c[k].type).label(k) for k, v in values.items())).where(exists(still_valid))
-    result = await db.exec(insert(_session).from_select(list(values), row))
-    await db.commit()
-    if result.rowcount != 1:
-        raise PasswordChanged()
+    if conn.execute(insert(_session).from_select(list(values), row)).rowcount != 1:
+        return None
     return token
 
 
 async def get_user_by_session_token(
-    *, reader: SessionReader, engine: AsyncEngine, token: str, lifetimes: Lifetimes
+    *, reader: SessionReader, database: Database, token: str, lifetimes: Lifetimes
 ) -> ActiveSession | None:
     """The live session behind a cookie's token: one indexed read, and a write at most once per
     touch interval to slide the idle expiry."""
@@ -141,18 +142,14 @@ async def get_user_by_session_token(
         return None
     session = ActiveSession(*row, token_hash)
     if now - session.last_seen_at >= lifetimes.touch_interval:
-        await _touch(engine, session, now, lifetimes)
+        await _touch(database, session, now, lifetimes)
     return session
 
 
-async def _touch(engine: AsyncEngine, session: ActiveSession, now: datetime, lifetimes: Lifetimes) -> None:
+async def _touch(database: Database, session: ActiveSession, now: datetime, lifetimes: Lifetimes) -> None:
     expires_at = lifetimes.expiry(created_at=session.created_at, now=now, remember=session.remember)
-    async with engine.begin() as conn:
-        await conn.execute(
-            update(_session)
-            .where(_session.c.id == session.id)
-            .values(last_seen_at=now, expires_at=expires_at)
-        )
+    slide = update(_session).where(_session.c.id == session.id).values(last_seen_at=now, expires_at=expires_at)
+    await database.run(lambda conn: conn.execute(slide))
 
 
 async def end_session(*, db: AsyncSession, session_id: int) -> None:

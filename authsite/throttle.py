@@ -8,13 +8,17 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
-from sqlalchemy import delete, func, insert
-from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlalchemy import Connection, delete, func, insert, select
 
+from authsite.db import Database
 from authsite.models import ThrottleHit, utcnow
 from authsite.rules import username_key
+
+_hit = ThrottleHit.__table__
+
+Buckets = list[tuple[str, "Limit"]]
 
 
 @dataclass(frozen=True)
@@ -35,70 +39,85 @@ class Attempt:
         return self.retry_after is not None
 
 
+# The counting itself: plain statements on a connection, so a login can run them inside its
+# own unit of work (authsite/logins.py). Throttle below runs each as a unit of its own.
+
+
+def attempt(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
+    """Count this request in every bucket; throttled if any is now over its limit.
+    A throttled request takes its rows back, so waiting out Retry-After is
+    enough (hammering while locked out does not push the wait further)."""
+    result = Attempt()
+    for name, limit in buckets:
+        key = _key(name)
+        hit_id = conn.execute(insert(_hit).values(bucket=key, created_at=now).returning(_hit.c.id)).scalar_one()
+        result.hit_ids.append(hit_id)
+        # Committed before counting: simultaneous requests then each count the others' rows.
+        conn.commit()
+        in_window = (_hit.c.bucket == key) & (_hit.c.created_at > now - limit.window)
+        count = conn.execute(select(func.count()).where(in_window)).scalar_one()
+        if count > limit.max_hits:
+            # Free again once fewer than max_hits others remain in the window.
+            blocking = conn.execute(
+                select(_hit.c.created_at).where(in_window, _hit.c.id != hit_id)
+                .order_by(_hit.c.created_at.desc()).offset(limit.max_hits - 1).limit(1)
+            ).scalar()
+            wait = _seconds_until(blocking + limit.window, now) if blocking else 1
+            result.retry_after = max(result.retry_after or 0, wait)
+    if result.is_throttled:
+        forgive(conn, result.hit_ids)
+        result.hit_ids = []
+    return result
+
+
+def is_over(conn: Connection, buckets: Buckets, now: datetime) -> int | None:
+    """Retry-After if any bucket is already at its limit, counting nothing."""
+    wait = None
+    for name, limit in buckets:
+        in_window = (_hit.c.bucket == _key(name)) & (_hit.c.created_at > now - limit.window)
+        blocking = conn.execute(
+            select(_hit.c.created_at).where(in_window)
+            .order_by(_hit.c.created_at.desc()).offset(limit.max_hits - 1).limit(1)
+        ).scalar()
+        if blocking is not None:
+            wait = max(wait or 0, _seconds_until(blocking + limit.window, now))
+    return wait
+
+
+def count(conn: Connection, buckets: Buckets, now: datetime) -> None:
+    """Record one hit in each bucket without checking (a failure found afterwards)."""
+    for name, _ in buckets:
+        conn.execute(insert(_hit).values(bucket=_key(name), created_at=now))
+
+
+def forgive(conn: Connection, hit_ids: list[int]) -> None:
+    """Take back an attempt's rows (a login that turned out right)."""
+    if hit_ids:
+        conn.execute(delete(_hit).where(_hit.c.id.in_(hit_ids)))
+
+
 class Throttle:
-    def __init__(self, sessionmaker: async_sessionmaker):
-        self.sessionmaker = sessionmaker
+    """The same, each call a unit of work of its own."""
 
-    async def attempt(self, buckets: list[tuple[str, Limit]]) -> Attempt:
-        """Count this request in every bucket; throttled if any is now over its limit.
-        A throttled request takes its rows back, so waiting out Retry-After is
-        enough (hammering while locked out does not push the wait further)."""
-        now = utcnow()
-        attempt = Attempt()
-        async with self.sessionmaker() as db:
-            for name, limit in buckets:
-                key = _key(name)
-                result = await db.exec(insert(ThrottleHit).values(bucket=key, created_at=now).returning(ThrottleHit.id))
-                attempt.hit_ids.append(result.scalar_one())
-                await db.commit()
-                in_window = (ThrottleHit.bucket == key) & (col(ThrottleHit.created_at) > now - limit.window)
-                count = (await db.exec(select(func.count()).where(in_window))).one()
-                if count > limit.max_hits:
-                    # Free again once fewer than max_hits others remain in the window.
-                    blocking = (await db.exec(
-                        select(ThrottleHit.created_at).where(in_window, col(ThrottleHit.id) != attempt.hit_ids[-1])
-                        .order_by(col(ThrottleHit.created_at).desc()).offset(limit.max_hits - 1).limit(1)
-                    )).first()
-                    wait = _seconds_until(blocking + limit.window, now) if blocking else 1
-                    attempt.retry_after = max(attempt.retry_after or 0, wait)
-        if attempt.is_throttled:
-            await self.forgive(attempt)
-            attempt.hit_ids = []
-        return attempt
+    def __init__(self, database: Database):
+        self.database = database
 
-    async def is_over(self, buckets: list[tuple[str, Limit]]) -> int | None:
-        """Retry-After if any bucket is already at its limit, counting nothing."""
-        now, wait = utcnow(), None
-        async with self.sessionmaker() as db:
-            for name, limit in buckets:
-                in_window = (ThrottleHit.bucket == _key(name)) & (col(ThrottleHit.created_at) > now - limit.window)
-                blocking = (await db.exec(
-                    select(ThrottleHit.created_at).where(in_window)
-                    .order_by(col(ThrottleHit.created_at).desc()).offset(limit.max_hits - 1).limit(1)
-                )).first()
-                if blocking is not None:
-                    wait = max(wait or 0, _seconds_until(blocking + limit.window, now))
-        return wait
+    async def attempt(self, buckets: Buckets) -> Attempt:
+        return await self.database.run(partial(attempt, buckets=buckets, now=utcnow()))
 
-    async def count(self, buckets: list[tuple[str, Limit]]) -> None:
-        """Record one hit in each bucket without checking (a failure found afterwards)."""
-        now = utcnow()
-        async with self.sessionmaker() as db:
-            for name, _ in buckets:
-                await db.exec(insert(ThrottleHit).values(bucket=_key(name), created_at=now))
-            await db.commit()
+    async def is_over(self, buckets: Buckets) -> int | None:
+        return await self.database.run(partial(is_over, buckets=buckets, now=utcnow()))
 
-    async def forgive(self, attempt: Attempt) -> None:
-        """Take back an attempt's rows (a login that turned out right)."""
-        if attempt.hit_ids:
-            async with self.sessionmaker() as db:
-                await db.exec(delete(ThrottleHit).where(col(ThrottleHit.id).in_(attempt.hit_ids)))
-                await db.commit()
+    async def count(self, buckets: Buckets) -> None:
+        await self.database.run(partial(count, buckets=buckets, now=utcnow()))
+
+    async def forgive(self, hits: Attempt) -> None:
+        if hits.hit_ids:
+            await self.database.run(partial(forgive, hit_ids=hits.hit_ids))
 
     async def prune(self, *, older_than: timedelta) -> None:
-        async with self.sessionmaker() as db:
-            await db.exec(delete(ThrottleHit).where(col(ThrottleHit.created_at) < utcnow() - older_than))
-            await db.commit()
+        cutoff = utcnow() - older_than
+        await self.database.run(lambda conn: conn.execute(delete(_hit).where(_hit.c.created_at < cutoff)))
 
 
 def _key(name: str) -> str:

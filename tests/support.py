@@ -6,9 +6,11 @@ import signal
 import socket
 import subprocess
 import threading
+from contextlib import contextmanager
 from html.parser import HTMLParser
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 PASSWORD = "correct horse battery"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -124,3 +126,22 @@ class CountingContext:
             return method(*args, **kwargs)
 
         return counted
+
+
+@contextmanager
+def statements_sent(site):
+    """(SQL, parameters) of every statement the site sends through its engines while the block
+    runs: the async engine's and the one `Database.run` writes through (the same on Postgres)."""
+    sent: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append((statement, parameters))
+
+    engines = {site.database.engine.sync_engine, site.database.run_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)

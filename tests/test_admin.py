@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, insert
+from sqlalchemy import func, insert
 from sqlmodel import select
 
 from authsite.models import PasswordReset, Session, User, utcnow
-from support import PASSWORD, form_token, log_in
+from support import PASSWORD, form_token, log_in, statements_sent
 
 NEW_PASSWORD = "new password 456"
 USER_LINK = re.compile(r'<td data-label="Username"><a href="/admin/users/(\d+)">([^<]+)</a>')
@@ -592,10 +592,10 @@ def test_an_admin_post_from_another_site_is_refused(superuser, alice, client, ru
 def test_search_and_deep_pages_stay_index_walks_with_100000_users(admin, run_db, site, is_postgres):
     insert_users(run_db, site, [f"member{i:06d}" for i in range(100_000)])
 
-    with recorded_statements(site) as search_statements:
+    with statements_sent(site) as search_statements:
         search = admin.get("/admin/users", params={"q": "Member0500"})
     deep = admin.get("/admin/users", params={"after": "member099900"})
-    with recorded_statements(site) as deeper_statements:
+    with statements_sent(site) as deeper_statements:
         deeper = admin.get(next_page(deep))
 
     assert listed(search) == [f"member{i:06d}" for i in range(50_000, 50_050)]
@@ -620,24 +620,6 @@ def test_search_and_deep_pages_stay_index_walks_with_100000_users(admin, run_db,
         assert "SEARCH user USING INDEX ix_user_username_key" in plan, plan
         assert "SEARCH user USING INDEX ix_user_email_key" in plan, plan
         assert "SCAN user" not in plan, plan
-
-
-class recorded_statements:
-    """Every SQL statement the site's engine sends while the block runs."""
-
-    def __init__(self, site):
-        self.engine = site.database.engine.sync_engine
-        self.statements: list[tuple[str, object]] = []
-
-    def _record(self, conn, cursor, statement, parameters, context, executemany):
-        self.statements.append((statement, parameters))
-
-    def __enter__(self):
-        event.listen(self.engine, "before_cursor_execute", self._record)
-        return self.statements
-
-    def __exit__(self, *exc):
-        event.remove(self.engine, "before_cursor_execute", self._record)
 
 
 def query_plan(run_db, sql: str, params, is_postgres: bool) -> str:

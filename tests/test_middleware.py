@@ -5,14 +5,14 @@ from contextlib import contextmanager
 
 import pytest
 from fastapi import Request
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlmodel import select
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from authsite import create_app
 from authsite.middleware import AuthMiddleware
 from authsite.models import User
-from support import log_in
+from support import log_in, statements_sent
 
 ANONYMOUS = {"authenticated": False, "username": "", "scopes": []}
 
@@ -47,21 +47,16 @@ class RecordingReader:
 
 @contextmanager
 def database_statements(site):
-    """Every SQL statement the app sends while the block runs, by the engine or the session reader."""
+    """Every SQL statement the app sends while the block runs, by its engines or the session reader."""
     seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    engine = site.database.engine.sync_engine
     real_reader = site.reader
     site.reader = RecordingReader(real_reader, seen)
-    event.listen(engine, "before_cursor_execute", record)
     try:
-        yield seen
+        with statements_sent(site) as sent:
+            yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", record)
         site.reader = real_reader
+    seen.extend(sql for sql, _ in sent)
 
 
 def whoami_with_cookie(client, cookie_header: bytes):

@@ -162,18 +162,26 @@ def test_login_upgrades_an_outdated_hash(client, user, run_db):
     assert passwords.CONTEXT.verify(PASSWORD, upgraded)
 
 
-def test_a_rehash_never_undoes_a_password_change_made_while_the_login_was_hashing(client, user, site, run_db):
+def test_a_rehash_never_undoes_a_password_change_made_while_the_login_was_hashing(
+    client, user, site, run_db, monkeypatch
+):
+    weak = CryptContext(
+        schemes=["argon2"], argon2__type="ID", argon2__memory_cost=1024, argon2__time_cost=1, argon2__parallelism=1
+    )
+    write_hash(run_db, weak.hash(PASSWORD))  # outdated: a right password would be rehashed
     changed = passwords.CONTEXT.hash("a different password chosen meanwhile")
+    real_verify = site.hasher.verify
 
-    async def login_rehashes_after_a_change(db):
-        checked = await accounts.get_user_by_username(db, "alice")  # what the login loaded and checked
-        await db.commit()
-        async with site.database.sessionmaker() as other:  # the change commits while it hashes
-            await accounts.store_password_hash(db=other, user_id=checked.id, password_hash=changed)
+    async def verify_while_the_password_changes(password, stored_hash):
+        outcome = await real_verify(password, stored_hash)
+        async with site.database.sessionmaker() as other:  # the change commits while the login hashes
+            await accounts.store_password_hash(db=other, user_id=user.id, password_hash=changed)
             await other.commit()
-        await accounts.record_login(db=db, user=checked, new_hash="$argon2id$rehash-of-the-old-password")
+        return outcome
 
-    run_db(login_rehashes_after_a_change)
+    monkeypatch.setattr(site.hasher, "verify", verify_while_the_password_changes)
+
+    assert log_in(client).status_code == 401
     assert stored_hash(run_db) == changed
 
 

@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from fastapi.testclient import TestClient
-from sqlalchemy import event
 from sqlmodel import select
 
 from authsite import accounts, create_app, sessions
 from authsite.models import Session
-from support import PASSWORD, csrf_from, log_in
+from support import PASSWORD, csrf_from, log_in, statements_sent
 
 JSON = {"content-type": "application/json"}
 TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_-]+")
@@ -69,18 +68,10 @@ def is_logged_in_with(client, token: str) -> bool:
 @contextmanager
 def written_statements(site):
     """The INSERT/UPDATE/DELETE statements the app sends while the block runs."""
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
-            seen.append(statement)
-
-    engine = site.database.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    writes: list[str] = []
+    with statements_sent(site) as sent:
+        yield writes
+    writes.extend(sql for sql, _ in sent if sql.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"))
 
 
 @contextmanager
@@ -257,23 +248,25 @@ def test_api_logout_deletes_the_session_and_the_old_cookie_never_works_again(log
     assert not is_logged_in_with(logged_in_client, token)
 
 
-def _add_sessions(run_db, site, user, expires_in: list[timedelta]) -> None:
-    async def add(db):
+def _add_sessions(client, run_db, site, user, expires_in: list[timedelta]) -> None:
+    def start(conn):
         for _ in expires_in:
-            await sessions.start_session(
-                db=db, user_id=user.id, password_hash=user.password_hash, lifetimes=site.lifetimes
-            )
+            sessions.start_session(conn, user_id=user.id, password_hash=user.password_hash, lifetimes=site.lifetimes)
+
+    client.portal.call(site.database.run, start)
+
+    async def expire(db):
         rows = (await db.exec(select(Session).order_by(Session.id))).all()
         for row, delta in zip(rows[-len(expires_in):], expires_in):
             row.expires_at = now() + delta
             db.add(row)
         await db.commit()
 
-    run_db(add)
+    run_db(expire)
 
 
 def test_purge_expired_deletes_only_expired_rows(client, site, user, run_db):
-    _add_sessions(run_db, site, user, [timedelta(minutes=-5), timedelta(minutes=5), timedelta(seconds=-1)])
+    _add_sessions(client, run_db, site, user, [timedelta(minutes=-5), timedelta(minutes=5), timedelta(seconds=-1)])
     live = session_rows(run_db)[1].id
 
     purged = client.portal.call(lambda: sessions.purge_expired(engine=site.database.engine))
@@ -285,7 +278,7 @@ def test_purge_expired_deletes_only_expired_rows(client, site, user, run_db):
 def test_a_background_task_purges_expired_sessions(client, site, user, run_db, make_settings):
     assert site._purger is not None and not site._purger.done()
 
-    _add_sessions(run_db, site, user, [timedelta(minutes=-5), timedelta(minutes=5)])
+    _add_sessions(client, run_db, site, user, [timedelta(minutes=-5), timedelta(minutes=5)])
     # A second server on the same database: its purger runs right after it starts,
     # with no request at all.
     with running_without_user(create_app(make_settings())):

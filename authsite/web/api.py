@@ -11,7 +11,7 @@ from authsite.guards import CurrentUser
 from authsite.web.audit import audit
 from authsite.web.deps import same_origin_api_call
 from authsite.web.inputs import read_json, require_json
-from authsite.web.user_auth import attempt_login, log_in_user, log_out_user, too_many_attempts
+from authsite.web.user_auth import attempt_login, log_out_user, set_session, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 
@@ -63,16 +63,15 @@ def api_router(site) -> APIRouter:
     @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn))
     async def api_login(request: Request) -> Response:
         body = await read_json(request, LoginIn)
-        outcome = await attempt_login(site, request, body.username.strip(), body.password, via="api")
+        outcome = await attempt_login(site, request, body.username.strip(), body.password, via="api",
+                                      remember=body.remember)
         if outcome.retry_after is not None:
             detail = too_many_attempts(outcome.retry_after)
             return JSONResponse({"detail": detail}, status_code=429, headers={"retry-after": str(outcome.retry_after)})
-        user = outcome.user
-        if user is None:
+        if outcome.user is None:
             return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
-        response = JSONResponse({"user": user_json(user)})
-        if not await log_in_user(site, request, response, user, remember=body.remember):
-            return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
+        response = JSONResponse({"user": user_json(outcome.user)})
+        set_session(site, request, response, outcome.token, remember=body.remember)
         return response
 
     @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn))

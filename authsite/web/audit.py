@@ -8,13 +8,3 @@ from authsite.web.inputs import client_ip
 
 async def audit(site, request: Request, kind: Kind, **fields) -> None:
     await site.audit.record(kind, ip=client_ip(request), user_agent=request.headers.get("user-agent"), **fields)
-
-
-async def audit_login(site, request: Request, check, username: str, **detail) -> None:
-    if check.user is not None:
-        await audit(site, request, Kind.LOGIN, user_id=check.user.id, **detail)
-    else:
-        await audit(
-            site, request, Kind.LOGIN_FAILED, user_id=check.account_id, username=username,
-            reason=check.failure, **detail,
-        )

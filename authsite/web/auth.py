@@ -9,7 +9,7 @@ from authsite import flash, guards
 from authsite.events import Kind
 from authsite.redirects import safe_next
 from authsite.web.audit import audit
-from authsite.web.user_auth import attempt_login, log_in_user, log_out_user, too_many_attempts
+from authsite.web.user_auth import attempt_login, log_out_user, set_session, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 TRUE_VALUES = {"on", "true", "1", "yes"}
@@ -35,20 +35,19 @@ def auth_router(site) -> APIRouter:
             errors["password"] = "Enter your password."
         if errors:
             return _login_form(request, username, next_path, errors, status_code=400)
-        outcome = await attempt_login(site, request, username, password, via="form")
+        remember = form.get("remember", "") in TRUE_VALUES
+        outcome = await attempt_login(site, request, username, password, via="form", remember=remember)
         if outcome.retry_after is not None:
             errors = {"form": too_many_attempts(outcome.retry_after)}
             page = _login_form(request, username, next_path, errors, status_code=429)
             page.headers["retry-after"] = str(outcome.retry_after)
             return page
-        user = outcome.user
-        if user is None:
+        if outcome.user is None:
             # One message for unknown user, wrong password and inactive account,
             # so the form never tells an attacker which accounts exist.
             return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = RedirectResponse(next_path, status_code=303)
-        if not await log_in_user(site, request, response, user, remember=form.get("remember", "") in TRUE_VALUES):
-            return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
+        set_session(site, request, response, outcome.token, remember=remember)
         return response
 
     @router.get("/logout")

@@ -1,0 +1,177 @@
+"""A login's database work: two trips to the database around the password hash, none during it.
+
+Issue 6: six ORM transactions per login cost more CPU than the page-serving loop could spare
+during a login storm. These tests pin the shape that fixed it (authsite/logins.py)."""
+
+import threading
+
+import pytest
+from sqlalchemy import insert
+from sqlmodel import col, select
+
+from authsite import passwords
+from authsite.models import AuthEvent, ThrottleHit, utcnow
+from support import PASSWORD, log_in
+
+WRONG_PASSWORD = "not the password at all"
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings(login_max_failures=2)
+
+
+class Trips:
+    """How often the site went to the database (`Database.run`), and how many trips were
+    under way whenever a password was being verified."""
+
+    def __init__(self):
+        self.count = 0
+        self.under_way = 0
+        self.under_way_while_hashing: list[int] = []
+
+
+@pytest.fixture
+def trips(site, monkeypatch) -> Trips:
+    seen = Trips()
+    real_run, real_verify, real_dummy = site.database.run, site.hasher.verify, site.hasher.dummy_verify
+
+    async def counted_run(work):
+        seen.count += 1
+        seen.under_way += 1
+        try:
+            return await real_run(work)
+        finally:
+            seen.under_way -= 1
+
+    async def watched_verify(password, stored_hash):
+        seen.under_way_while_hashing.append(seen.under_way)
+        return await real_verify(password, stored_hash)
+
+    async def watched_dummy(password):
+        seen.under_way_while_hashing.append(seen.under_way)
+        return await real_dummy(password)
+
+    monkeypatch.setattr(site.database, "run", counted_run)
+    monkeypatch.setattr(site.hasher, "verify", watched_verify)
+    monkeypatch.setattr(site.hasher, "dummy_verify", watched_dummy)
+    return seen
+
+
+def events_of(run_db, kind: str) -> list[AuthEvent]:
+    async def read(db):
+        return list((await db.exec(select(AuthEvent).where(AuthEvent.kind == kind).order_by(col(AuthEvent.id)))).all())
+
+    return run_db(read)
+
+
+def test_a_login_is_two_trips_to_the_database_and_none_while_hashing(client, user, trips):
+    assert log_in(client).status_code == 303
+
+    assert trips.count == 2
+    assert trips.under_way_while_hashing == [0]
+
+
+def test_a_wrong_password_is_two_trips_as_well(client, user, trips):
+    assert log_in(client, password=WRONG_PASSWORD).status_code == 401
+
+    assert trips.count == 2
+    assert trips.under_way_while_hashing == [0]
+
+
+def test_an_unknown_name_costs_the_same_trips_and_one_hash(client, user, trips):
+    assert log_in(client, username="nobody", password=WRONG_PASSWORD).status_code == 401
+
+    assert trips.count == 2
+    assert trips.under_way_while_hashing == [0]
+
+
+def test_a_throttled_login_is_one_trip_and_no_hash(client, user, trips):
+    for _ in range(2):
+        assert log_in(client, password=WRONG_PASSWORD).status_code == 401
+    trips.count, trips.under_way_while_hashing = 0, []
+
+    assert log_in(client).status_code == 429
+
+    assert trips.count == 1
+    assert trips.under_way_while_hashing == []
+
+
+def test_each_outcome_is_audited_once(client, user, run_db):
+    assert log_in(client, password=WRONG_PASSWORD).status_code == 401
+    assert log_in(client).status_code == 303
+
+    [failed] = events_of(run_db, "login_failed")
+    [succeeded] = events_of(run_db, "login")
+    assert failed.detail == {"reason": "bad_password", "via": "form"}
+    assert failed.user_id == succeeded.user_id == user.id
+    assert succeeded.detail == {"via": "form"}
+
+
+def test_a_login_whose_password_changed_while_it_hashed_fails_and_says_why(client, user, site, run_db, monkeypatch):
+    real_verify = site.hasher.verify
+
+    async def verify_while_the_password_changes(password, stored_hash):
+        outcome = await real_verify(password, stored_hash)
+        changed = passwords.CONTEXT.hash("a different password chosen meanwhile")
+        await site.database.run(lambda conn: conn.execute(
+            user.__table__.update().where(user.__table__.c.id == user.id).values(password_hash=changed)
+        ))
+        return outcome
+
+    monkeypatch.setattr(site.hasher, "verify", verify_while_the_password_changes)
+
+    assert log_in(client).status_code == 401
+    [failed] = events_of(run_db, "login_failed")
+    assert failed.detail["reason"] == "password_changed"
+    assert events_of(run_db, "login") == []
+
+
+# Database.run, which the trips above go through
+
+def hits(run_db) -> list[str]:
+    async def read(db):
+        return list((await db.exec(select(ThrottleHit.bucket).order_by(col(ThrottleHit.id)))).all())
+
+    return run_db(read)
+
+
+def add_hit(conn, bucket: str) -> None:
+    conn.execute(insert(ThrottleHit.__table__).values(bucket=bucket, created_at=utcnow()))
+
+
+def test_a_unit_of_work_is_committed_when_it_returns(client, site, run_db):
+    client.portal.call(site.database.run, lambda conn: add_hit(conn, "kept"))
+
+    assert hits(run_db) == ["kept"]
+
+
+def test_a_unit_of_work_that_raises_leaves_nothing_it_had_not_committed(client, site, run_db):
+    def half_done(conn):
+        add_hit(conn, "committed first")
+        conn.commit()
+        add_hit(conn, "never committed")
+        raise RuntimeError("gave up half way")
+
+    with pytest.raises(RuntimeError, match="gave up half way"):
+        client.portal.call(site.database.run, half_done)
+
+    assert hits(run_db) == ["committed first"]
+
+
+@pytest.mark.sqlite_only
+def test_on_sqlite_a_unit_of_work_runs_off_the_event_loop_on_a_tuned_connection(client, site):
+    def look(conn):
+        pragmas = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                   for name in ("journal_mode", "foreign_keys", "busy_timeout")}
+        return threading.current_thread().name, pragmas
+
+    loop_thread = client.portal.call(_current_thread_name)
+    thread, pragmas = client.portal.call(site.database.run, look)
+
+    assert thread != loop_thread
+    assert pragmas["journal_mode"] == "wal" and pragmas["foreign_keys"] == 1 and pragmas["busy_timeout"] > 0
+
+
+async def _current_thread_name() -> str:
+    return threading.current_thread().name
