@@ -20,6 +20,7 @@ USERNAME_MAX_CHARS = 64
 USER_AGENT_MAX_CHARS = 512
 
 _event = AuthEvent.__table__
+_INSERT = insert(_event)  # built once; each event binds its own values
 
 
 class Kind(StrEnum):
@@ -94,7 +95,7 @@ def store(conn: Connection, event: dict) -> None:
     """Insert and commit one prepared event on `conn`, after whatever the caller committed.
     Never raises: the audit log must not turn a successful login (or a refused one) into a 500."""
     try:
-        conn.execute(insert(_event).values(event))
+        conn.execute(_INSERT, event)
         conn.commit()
     except Exception as exc:
         with contextlib.suppress(Exception):

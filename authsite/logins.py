@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from authsite import events, rules, sessions, throttle
 from authsite.db import Database
@@ -21,6 +21,15 @@ from authsite.passwords import PasswordHasher
 from authsite.throttle import Limits
 
 _user = User.__table__
+
+# Built once: building a statement costs several times what running it does.
+_BY_NAME = select(_user).where(_user.c.username_key == bindparam("key"))
+_CHECKED = (
+    (_user.c.id == bindparam("user_id")) & (_user.c.password_hash == bindparam("checked_hash"))
+    & _user.c.is_active.is_(True)
+)
+_STAMP = update(_user).where(_CHECKED).values(last_login_at=bindparam("now"))
+_REHASH = update(_user).where(_CHECKED).values(password_hash=bindparam("new_hash"))
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,7 @@ def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now
         return _Before(retry_after=wait)
     user = None
     if rules.is_plausible_username(request.username):
-        key = rules.username_key(request.username)
-        row = conn.execute(select(_user).where(_user.c.username_key == key)).first()
+        row = conn.execute(_BY_NAME, {"key": rules.username_key(request.username)}).first()
         user = User(**row._mapping) if row is not None else None
     return _Before(hit_ids=tuple(hit_ids), user=user)
 
@@ -119,8 +127,8 @@ def _open_session(conn: Connection, *, limits: Limits, lifetimes: sessions.Lifet
     # checked, locks the row (on Postgres) and decides: a password change or deactivation that
     # committed while the login hashed makes this a failed login, never a session opened with
     # the old password. The rehash has the same condition, so it never undoes such a change.
-    still_valid = (_user.c.id == user.id) & (_user.c.password_hash == user.password_hash) & _user.c.is_active.is_(True)
-    stamped = conn.execute(update(_user).where(still_valid).values(last_login_at=now)).rowcount == 1
+    checked = {"user_id": user.id, "checked_hash": user.password_hash}
+    stamped = conn.execute(_STAMP, {**checked, "now": now}).rowcount == 1
     token = sessions.start_session(
         conn, user_id=user.id, password_hash=user.password_hash, lifetimes=lifetimes, remember=request.remember,
         ip=request.ip, user_agent=request.user_agent, replaces=request.replaces,
@@ -130,7 +138,7 @@ def _open_session(conn: Connection, *, limits: Limits, lifetimes: sessions.Lifet
         _count_failure(conn, limits=limits, request=request, user=user, reason="password_changed")
         return None
     if new_hash:
-        conn.execute(update(_user).where(still_valid).values(password_hash=new_hash))
+        conn.execute(_REHASH, {**checked, "new_hash": new_hash})
         user.password_hash = new_hash
     throttle.forgive(conn, list(hit_ids))
     conn.commit()

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, exists, insert, literal, update
+from sqlalchemy import Connection, bindparam, delete, exists, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -83,6 +83,21 @@ class ActiveSession(NamedTuple):
     token_hash: str
 
 
+# Starting a session, built once (building a statement costs several times running it): the
+# row is inserted only if the account still has the password hash the login was checked against.
+_STILL_VALID = (
+    select(_user.c.id)
+    .where(_user.c.id == bindparam("user_id"), _user.c.password_hash == bindparam("checked_hash"),
+           _user.c.is_active.is_(True))
+    .with_for_update(read=True)  # FOR SHARE on Postgres; SQLite serialises writes anyway
+)
+_NEW_ROW = ("token_hash", "user_id", "created_at", "last_seen_at", "expires_at", "ip", "user_agent", "remember")
+_START = insert(_session).from_select(
+    _NEW_ROW, select(*(bindparam(name, type_=_session.c[name].type) for name in _NEW_ROW)).where(exists(_STILL_VALID))
+)
+_END_ONE = delete(_session).where(_session.c.id == bindparam("session_id"))
+
+
 def start_session(
     conn: Connection,
     *,
@@ -102,16 +117,15 @@ def start_session(
     The row is written only if the account still has that hash, in one statement that
     waits for a password change in progress: a login racing a change never leaves a
     session opened with the old password. The caller commits."""
+    if replaces is not None:
+        # Before the insert: SQLite may give the new row the id the old one had.
+        conn.execute(_END_ONE, {"session_id": replaces})
     token = tokens.new_token()
     now = utcnow()
-    still_valid = (
-        select(_user.c.id)
-        .where(_user.c.id == user_id, _user.c.password_hash == password_hash, _user.c.is_active.is_(True))
-        .with_for_update(read=True)  # FOR SHARE on Postgres; SQLite serialises writes anyway
-    )
-    values = {
+    row = {
         "token_hash": tokens.hash_token(token),
         "user_id": user_id,
+        "checked_hash": password_hash,
         "created_at": now,
         "last_seen_at": now,
         "expires_at": lifetimes.expiry(created_at=now, now=now, remember=remember),
@@ -119,13 +133,7 @@ def start_session(
         "user_agent": (user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
         "remember": remember,
     }
-    if replaces is not None:
-        # Before the insert: SQLite may give the new row the id the old one had.
-        conn.execute(delete(_session).where(_session.c.id == replaces))
-    row = select(*(literal(v, _session.c[k].type).label(k) for k, v in values.items())).where(exists(still_valid))
-    if conn.execute(insert(_session).from_select(list(values), row)).rowcount != 1:
-        return None
-    return token
+    return token if conn.execute(_START, row).rowcount == 1 else None
 
 
 async def get_user_by_session_token(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select
 
 from authsite.db import Database
 from authsite.models import ThrottleHit, utcnow
@@ -41,6 +41,18 @@ class Attempt:
 
 # The counting itself: plain statements on a connection, so a login can run them inside its
 # own unit of work (authsite/logins.py). Throttle below runs each as a unit of its own.
+# The statements are built once: building one costs several times what running it does.
+
+_ADD_HIT = insert(_hit).returning(_hit.c.id)
+_IN_WINDOW = (_hit.c.bucket == bindparam("bucket")) & (_hit.c.created_at > bindparam("since"))
+_COUNT = select(func.count()).where(_IN_WINDOW)
+# The hit that decides when the bucket frees up: once it leaves the window, fewer than
+# max_hits others remain. `other_than` leaves out the request's own hit (ids start at 1).
+_BLOCKING = (
+    select(_hit.c.created_at).where(_IN_WINDOW, _hit.c.id != bindparam("other_than"))
+    .order_by(_hit.c.created_at.desc()).offset(bindparam("skip", type_=Integer)).limit(1)
+)
+_FORGIVE = delete(_hit).where(_hit.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def attempt(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
@@ -50,18 +62,13 @@ def attempt(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
     result = Attempt()
     for name, limit in buckets:
         key = _key(name)
-        hit_id = conn.execute(insert(_hit).values(bucket=key, created_at=now).returning(_hit.c.id)).scalar_one()
+        hit_id = conn.execute(_ADD_HIT, {"bucket": key, "created_at": now}).scalar_one()
         result.hit_ids.append(hit_id)
         # Committed before counting: simultaneous requests then each count the others' rows.
         conn.commit()
-        in_window = (_hit.c.bucket == key) & (_hit.c.created_at > now - limit.window)
-        count = conn.execute(select(func.count()).where(in_window)).scalar_one()
-        if count > limit.max_hits:
-            # Free again once fewer than max_hits others remain in the window.
-            blocking = conn.execute(
-                select(_hit.c.created_at).where(in_window, _hit.c.id != hit_id)
-                .order_by(_hit.c.created_at.desc()).offset(limit.max_hits - 1).limit(1)
-            ).scalar()
+        window = {"bucket": key, "since": now - limit.window}
+        if conn.execute(_COUNT, window).scalar_one() > limit.max_hits:
+            blocking = conn.execute(_BLOCKING, {**window, "other_than": hit_id, "skip": limit.max_hits - 1}).scalar()
             wait = _seconds_until(blocking + limit.window, now) if blocking else 1
             result.retry_after = max(result.retry_after or 0, wait)
     if result.is_throttled:
@@ -74,11 +81,8 @@ def is_over(conn: Connection, buckets: Buckets, now: datetime) -> int | None:
     """Retry-After if any bucket is already at its limit, counting nothing."""
     wait = None
     for name, limit in buckets:
-        in_window = (_hit.c.bucket == _key(name)) & (_hit.c.created_at > now - limit.window)
-        blocking = conn.execute(
-            select(_hit.c.created_at).where(in_window)
-            .order_by(_hit.c.created_at.desc()).offset(limit.max_hits - 1).limit(1)
-        ).scalar()
+        window = {"bucket": _key(name), "since": now - limit.window}
+        blocking = conn.execute(_BLOCKING, {**window, "other_than": 0, "skip": limit.max_hits - 1}).scalar()
         if blocking is not None:
             wait = max(wait or 0, _seconds_until(blocking + limit.window, now))
     return wait
@@ -87,13 +91,13 @@ def is_over(conn: Connection, buckets: Buckets, now: datetime) -> int | None:
 def count(conn: Connection, buckets: Buckets, now: datetime) -> None:
     """Record one hit in each bucket without checking (a failure found afterwards)."""
     for name, _ in buckets:
-        conn.execute(insert(_hit).values(bucket=_key(name), created_at=now))
+        conn.execute(_ADD_HIT, {"bucket": _key(name), "created_at": now})
 
 
 def forgive(conn: Connection, hit_ids: list[int]) -> None:
     """Take back an attempt's rows (a login that turned out right)."""
     if hit_ids:
-        conn.execute(delete(_hit).where(_hit.c.id.in_(hit_ids)))
+        conn.execute(_FORGIVE, {"ids": list(hit_ids)})
 
 
 class Throttle:

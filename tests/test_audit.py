@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text, update
+from sqlalchemy import column, insert, table, text, update
 from sqlmodel import col, select
 
 from authsite import Settings, create_app, events, tokens
@@ -584,11 +584,10 @@ def test_the_running_site_prunes_old_events_by_itself(client, user, make_setting
 # A broken audit log
 
 def break_the_audit_log(how: str, site, run_db, monkeypatch) -> None:
-    if how == "the write raises":
-        def broken(*args, **kwargs):
-            raise RuntimeError("database went away")
-
-        monkeypatch.setattr(events, "insert", broken)
+    if how == "the write fails":
+        # The audit insert goes to a table that is not there; everything else works.
+        gone = table("audit_gone", *(column(name) for name in AuthEvent.__table__.c.keys()))
+        monkeypatch.setattr(events, "_INSERT", insert(gone))
     else:
         async def drop(db):
             await db.exec(text("DROP TABLE auth_event"))
@@ -597,7 +596,7 @@ def break_the_audit_log(how: str, site, run_db, monkeypatch) -> None:
         run_db(drop)
 
 
-@pytest.mark.parametrize("how", ["the write raises", "table dropped"])
+@pytest.mark.parametrize("how", ["the write fails", "table dropped"])
 def test_a_broken_audit_log_never_fails_a_login(client, user, site, run_db, monkeypatch, caplog, how):
     break_the_audit_log(how, site, run_db, monkeypatch)
 
@@ -611,7 +610,7 @@ def test_a_broken_audit_log_never_fails_a_login(client, user, site, run_db, monk
     assert failures[0].fields["event"] == "login"
 
 
-@pytest.mark.parametrize("how", ["the write raises", "table dropped"])
+@pytest.mark.parametrize("how", ["the write fails", "table dropped"])
 def test_a_broken_audit_log_never_fails_other_requests(client, user, site, run_db, monkeypatch, how):
     break_the_audit_log(how, site, run_db, monkeypatch)
 

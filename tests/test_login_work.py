@@ -11,7 +11,7 @@ from sqlmodel import col, select
 
 from authsite import passwords
 from authsite.models import AuthEvent, ThrottleHit, utcnow
-from support import PASSWORD, log_in
+from support import log_in
 
 WRONG_PASSWORD = "not the password at all"
 
