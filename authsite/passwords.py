@@ -32,11 +32,24 @@ def _dummy_hash() -> str:
     return CONTEXT.hash("authsite dummy password")
 
 
+def default_workers() -> int:
+    """One hashing thread per CPU this process may use, less one, and at least one.
+
+    The event loop that serves every page is one thread, so it keeps a core of its own: with a
+    thread on every core, a login storm on 2 cores tripled page p99 for 20 % more logins per
+    second, and a lower CPU priority alone did not stop it (issue 6, bench/RESULTS.md)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))  # respects a container's CPU set
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus - 1)
+
+
 class PasswordHasher:
     """Hashing off the event loop, at most `workers` at once; queued calls wait their turn."""
 
     def __init__(self, workers: int | None = None):
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or default_workers()
         self._pool = ThreadPoolExecutor(
             max_workers=self.workers, thread_name_prefix="authsite-hash", initializer=_yield_to_pages
         )

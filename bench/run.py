@@ -90,7 +90,7 @@ def login_storm(plan: Plan, page: "Target", site_url: str) -> dict:
     calm, stormy = [], []
     for _ in range(plan.rounds):
         calm.append(load(plan, page)["p99_ms"])
-        with storm(site_url, plan.storm_logins) as logins:
+        with storm(site_url, plan.storm_logins, seconds=plan.duration + 1) as logins:
             stormy.append(load(plan, page)["p99_ms"])
         logins_done = logins.count
     p99_calm, p99_storm = statistics.median(calm), statistics.median(stormy)
@@ -147,9 +147,9 @@ def login_throughput(plan: Plan, site_url: str) -> dict:
     seconds = max(plan.duration, 2)
     hash_rate = asyncio.run(verifies_for(seconds)) / seconds
     hasher.close()
-    with storm(site_url, workers * 2) as logins:
-        time.sleep(seconds)
-    login_rate = logins.count / seconds
+    with storm(site_url, workers * 2, seconds) as logins:
+        pass
+    login_rate = logins.per_second
     return {"hash_only_per_s": hash_rate, "logins_per_s": login_rate, "ratio": login_rate / hash_rate,
             "hash_workers": workers}
 

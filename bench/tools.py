@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,31 +80,38 @@ def server(factory: str, env: dict):
         stop(process)
 
 
+LOGIN_SCRIPT = Path(__file__).with_name("login.lua")
+STORM_RAMP_SECONDS = 0.5  # logins under way before anything is measured
+
+
+class Logins:
+    """What a storm of logins achieved: how many, and how many per second."""
+
+    count = 0
+    per_second = 0.0
+
+
 @contextmanager
-def storm(site_url: str, concurrency: int):
-    """Logins through the JSON API without pause from `concurrency` threads."""
-    class Counter:
-        count = 0
-
-    counter, lock, running = Counter(), threading.Lock(), threading.Event()
-    running.set()
-
-    def keep_logging_in():
-        while running.is_set():
-            log_in(site_url)
-            with lock:
-                counter.count += 1
-
-    pool = ThreadPoolExecutor(concurrency)
-    futures = [pool.submit(keep_logging_in) for _ in range(concurrency)]
+def storm(site_url: str, concurrency: int, seconds: float):
+    """Logins through the JSON API without pause, `concurrency` at once, for `seconds`: wrk again
+    (bench/login.lua), so the client costs the shared CPUs as little as the page load does.
+    The block runs once the logins are under way; leaving it waits for the storm to end."""
+    env = dict(os.environ, BENCH_LOGIN_BODY=json.dumps({"username": USERNAME, "password": PASSWORD}))
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "-s", str(LOGIN_SCRIPT),
+               site_url + "/api/auth/login"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    logins = Logins()
     try:
-        yield counter
+        time.sleep(STORM_RAMP_SECONDS)
+        yield logins
+        out, err = process.communicate(timeout=seconds + 60)
     finally:
-        running.clear()
-        for future in futures:
-            future.result()
-        pool.shutdown()
-
+        if process.poll() is None:
+            stop(process)
+    if process.returncode != 0 or (failed := re.search(r"Non-2xx or 3xx responses: (\d+)", out)):
+        raise RuntimeError(f"the login storm failed: {err.strip() or failed.group(1) + ' logins refused'}")
+    logins.count = int(re.search(r"(\d+) requests in", out).group(1))
+    logins.per_second = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 def log_in(site_url: str) -> str:
     body = json.dumps({"username": USERNAME, "password": PASSWORD}).encode()

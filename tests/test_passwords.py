@@ -146,6 +146,17 @@ def test_no_more_than_the_configured_number_of_hashes_run_at_once(client, user, 
     assert 1 <= context.peak <= site.hasher.workers
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (4, 3), (16, 15)])
+def test_hashing_leaves_one_cpu_to_the_event_loop(monkeypatch, cpus, threads):
+    monkeypatch.setattr(passwords.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+
+    hasher = passwords.PasswordHasher()
+    try:
+        assert hasher.workers == threads
+    finally:
+        hasher.close()
+
+
 def test_login_upgrades_an_outdated_hash(client, user, run_db):
     weak = CryptContext(
         schemes=["argon2"], argon2__type="ID", argon2__memory_cost=1024, argon2__time_cost=1, argon2__parallelism=1
