@@ -10,6 +10,7 @@ The statement and its value conversions come from sessions.LOOKUP compiled for t
 dialect, so the SQL and the column types have one source. Writes never come here.
 """
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -160,6 +161,10 @@ class PostgresReader:
         self.dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.lookup = CompiledLookup(statement, engine.dialect)
         self._pool = None
+        # Lookups take turns first come, first served. asyncpg's pool lets a newcomer take a
+        # connection just freed before a request already waiting for one, which left some page
+        # requests waiting 100 ms and more under load (bench: p99 50 ms against a p50 of 3.4).
+        self._turns = asyncio.Semaphore(POSTGRES_POOL_SIZE)
 
     async def open(self) -> "PostgresReader":
         import asyncpg
@@ -173,7 +178,8 @@ class PostgresReader:
         import asyncpg
 
         try:
-            raw = await self._pool.fetchrow(self.lookup.sql, *self.lookup.params(token_hash, now))
+            async with self._turns:
+                raw = await self._pool.fetchrow(self.lookup.sql, *self.lookup.params(token_hash, now))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise ReaderUnavailable(str(exc)) from exc
         return None if raw is None else self.lookup.row(tuple(raw))
