@@ -160,9 +160,9 @@ async def _touch(database: Database, session: ActiveSession, now: datetime, life
     await database.run(lambda conn: conn.execute(slide))
 
 
-async def end_session(*, db: AsyncSession, session_id: int) -> None:
-    await db.exec(delete(Session).where(Session.id == session_id))
-    await db.commit()
+def end_session(conn: Connection, *, session_id: int) -> None:
+    """Logout: the row goes, so the token is refused by every worker from the next request on."""
+    conn.execute(_END_ONE, {"session_id": session_id})
 
 
 async def end_own_session(*, db: AsyncSession, user_id: int, session_id: int) -> bool:

@@ -52,8 +52,7 @@ def set_session(site, request: Request, response: Response, token: str, *, remem
 async def log_out_user(site, request: Request, response: Response) -> None:
     current = request.scope.get(SESSION_SCOPE_KEY)
     if current is not None:
-        async with site.database.sessionmaker() as db:
-            await sessions.end_session(db=db, session_id=current.id)
+        await site.database.run(partial(sessions.end_session, session_id=current.id))
     secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
     cookies.clear_session_cookie(response, secure=secure)
 
