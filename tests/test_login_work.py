@@ -10,6 +10,7 @@ from sqlalchemy import insert
 from sqlmodel import col, select
 
 from authsite import passwords
+from authsite.logins import LoginRequest
 from authsite.models import AuthEvent, ThrottleHit, utcnow
 from support import log_in
 
@@ -125,6 +126,14 @@ def test_a_login_whose_password_changed_while_it_hashed_fails_and_says_why(clien
     [failed] = events_of(run_db, "login_failed")
     assert failed.detail["reason"] == "password_changed"
     assert events_of(run_db, "login") == []
+
+
+def test_a_login_request_never_shows_its_password():
+    # It travels to the database thread; a traceback or a log line may print it.
+    request = LoginRequest(username="alice", password="correct horse battery staple")
+
+    assert "correct horse" not in repr(request)
+    assert "correct horse" not in str(request)
 
 
 # Database.run, which the trips above go through
