@@ -5,6 +5,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -21,18 +22,19 @@ from authsite.config import Settings
 from authsite.csrf import Csrf
 from authsite.db import Database
 from authsite.headers import SecurityHeadersMiddleware
+from authsite.logins import Logins
 from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
 from authsite.passwords import PasswordHasher
 from authsite.secret_key import load_or_create_secret_key
 from authsite.session_reader import SessionReader, open_reader
 from authsite.templating import Pages, resource_dir
-from authsite.logins import Logins
 from authsite.throttle import Limits, Throttle
 from authsite.web.account import account_router
 from authsite.web.admin import admin_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
+from authsite.web.database_down import AnswerDatabaseDown
 from authsite.web.deps import checked_form
 from authsite.web.gate import RouteGate, document_routes
 from authsite.web.pages import health_router, home_router
@@ -105,7 +107,8 @@ class AuthSite:
             auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self),
             api, health_router(self),
         ]
-        app.router.routes.append(RouteGate(served, dependency_overrides_provider=app))
+        answered = partial(AnswerDatabaseDown, render=self.pages.render)
+        app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
         document_routes(app, [api])
         errors.install_handlers(app, self.pages.render)
 

@@ -12,6 +12,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from authsite import schema
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# What a visitor is told (with a 503) when the database is busy past that or out of reach.
+DATABASE_DOWN_MESSAGE = "The database is busy or not answering. Try again in a moment."
 
 T = TypeVar("T")
 

@@ -7,6 +7,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authsite import cookies
+from authsite.db import DATABASE_DOWN_MESSAGE
 from authsite.identity import ANONYMOUS, NO_SCOPES, AuthenticatedUser, Scopes
 from authsite.session_reader import ReaderUnavailable
 from authsite.sessions import ActiveSession
@@ -53,5 +54,5 @@ async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         await send({"type": "websocket.close", "code": 1011})
         return
-    response = PlainTextResponse("The database is not answering; try again shortly.", status_code=503)
+    response = PlainTextResponse(DATABASE_DOWN_MESSAGE, status_code=503)
     await response(scope, receive, send)

@@ -10,17 +10,19 @@ The JSON API still appears in the host app's OpenAPI docs: `document_routes` add
 FastAPI's documented way of extending the schema (replacing `app.openapi`).
 """
 
+from collections.abc import Callable
 from functools import cache
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, get_route_path
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 class RouteGate(BaseRoute):
-    def __init__(self, routes: list[BaseRoute | APIRouter], *, dependency_overrides_provider=None):
+    def __init__(self, routes: list[BaseRoute | APIRouter], *, dependency_overrides_provider=None,
+                 around: Callable[[ASGIApp], ASGIApp] | None = None):
         self.router = APIRouter(dependency_overrides_provider=dependency_overrides_provider)
         self.patterns = []
         prefixes = set()
@@ -35,6 +37,7 @@ class RouteGate(BaseRoute):
                 self.patterns.append(route.path_regex)
                 prefixes.add(_first_segment(route))
         self.prefixes = tuple(sorted(prefixes))
+        self.app = around(self.router) if around else self.router  # e.g. errors answered for authsite only
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] not in ("http", "websocket"):
@@ -46,7 +49,7 @@ class RouteGate(BaseRoute):
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.router(scope, receive, send)
+        await self.app(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params):
         return self.router.url_path_for(name, **path_params)
