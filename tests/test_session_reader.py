@@ -109,7 +109,7 @@ def test_a_database_that_does_not_answer_gets_a_503_that_says_so(client, site, u
     monkeypatch.setattr(site.reader, "find", unavailable)
     response = client.get("/api/me")
     assert response.status_code == 503
-    assert "database is not answering" in response.text
+    assert "Try again in a moment" in response.text
 
 
 @pytest.mark.sqlite_only
