@@ -24,12 +24,8 @@ _user = User.__table__
 
 # Built once: building a statement costs several times what running it does.
 _BY_NAME = select(_user).where(_user.c.username_key == bindparam("key"))
-_CHECKED = (
-    (_user.c.id == bindparam("user_id")) & (_user.c.password_hash == bindparam("checked_hash"))
-    & _user.c.is_active.is_(True)
-)
-_STAMP = update(_user).where(_CHECKED).values(last_login_at=bindparam("now"))
-_REHASH = update(_user).where(_CHECKED).values(password_hash=bindparam("new_hash"))
+_STAMP = update(_user).where(sessions.STILL_CHECKED).values(last_login_at=bindparam("now"))
+_REHASH = update(_user).where(sessions.STILL_CHECKED).values(password_hash=bindparam("new_hash"))
 
 
 @dataclass(frozen=True)

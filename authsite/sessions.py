@@ -85,10 +85,14 @@ class ActiveSession(NamedTuple):
 
 # Starting a session, built once (building a statement costs several times running it): the
 # row is inserted only if the account still has the password hash the login was checked against.
+# The account `user_id` is active and still has the password hash `checked_hash` (also what
+# authsite/logins.py stamps and rehashes on).
+STILL_CHECKED = (
+    (_user.c.id == bindparam("user_id")) & (_user.c.password_hash == bindparam("checked_hash"))
+    & _user.c.is_active.is_(True)
+)
 _STILL_VALID = (
-    select(_user.c.id)
-    .where(_user.c.id == bindparam("user_id"), _user.c.password_hash == bindparam("checked_hash"),
-           _user.c.is_active.is_(True))
+    select(_user.c.id).where(STILL_CHECKED)
     .with_for_update(read=True)  # FOR SHARE on Postgres; SQLite serialises writes anyway
 )
 _NEW_ROW = ("token_hash", "user_id", "created_at", "last_seen_at", "expires_at", "ip", "user_agent", "remember")
@@ -96,6 +100,10 @@ _START = insert(_session).from_select(
     _NEW_ROW, select(*(bindparam(name, type_=_session.c[name].type) for name in _NEW_ROW)).where(exists(_STILL_VALID))
 )
 _END_ONE = delete(_session).where(_session.c.id == bindparam("session_id"))
+_SLIDE = (
+    update(_session).where(_session.c.id == bindparam("session_id"))
+    .values(last_seen_at=bindparam("seen"), expires_at=bindparam("until"))
+)
 
 
 def start_session(
@@ -155,9 +163,8 @@ async def get_user_by_session_token(
 
 
 async def _touch(database: Database, session: ActiveSession, now: datetime, lifetimes: Lifetimes) -> None:
-    expires_at = lifetimes.expiry(created_at=session.created_at, now=now, remember=session.remember)
-    slide = update(_session).where(_session.c.id == session.id).values(last_seen_at=now, expires_at=expires_at)
-    await database.run(lambda conn: conn.execute(slide))
+    until = lifetimes.expiry(created_at=session.created_at, now=now, remember=session.remember)
+    await database.run(lambda conn: conn.execute(_SLIDE, {"session_id": session.id, "seen": now, "until": until}))
 
 
 def end_session(conn: Connection, *, session_id: int) -> None:
