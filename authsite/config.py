@@ -1,4 +1,5 @@
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -14,6 +15,17 @@ DRIVER_FOR_SCHEME = {
     "postgresql": "postgresql+asyncpg",
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
+
+
+# Always allowed when AUTHSITE_ALLOWED_HOSTS is unset, beside the base URL's host.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+HOST_NAME = re.compile(r"\[?[A-Za-z0-9.:-]{1,253}\]?")
+SCOPE_NAME = re.compile(r"[a-z0-9][a-z0-9:._-]{0,63}")
+
+
+def _items(value: str) -> list[str]:
+    """The entries of a comma-separated setting, trimmed, empty ones dropped."""
+    return [item for item in (part.strip() for part in value.split(",")) if item]
 
 
 class Settings(BaseSettings):
@@ -53,6 +65,29 @@ class Settings(BaseSettings):
 
     admin_username: str | None = None
     admin_password: SecretStr | None = None
+
+    # Host names the site answers to (DNS rebinding); empty: the base URL's host and loopback.
+    allowed_hosts: str = ""
+    # Scopes (besides `authenticated`) a plain admin may grant or remove; the rest are super's.
+    admin_grantable_scopes: str = ""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_list(cls, value: str) -> str:
+        for item in _items(value):
+            if item != "*" and not HOST_NAME.fullmatch(item):
+                raise ValueError(f"{item[:80]!r} is not a host name (example.com, 127.0.0.1, ::1) or *")
+        return value
+
+    @field_validator("admin_grantable_scopes")
+    @classmethod
+    def _scope_list(cls, value: str) -> str:
+        for item in _items(value):
+            if not SCOPE_NAME.fullmatch(item):
+                raise ValueError(f"{item[:80]!r} is not a scope name (a-z, 0-9, ':', '.', '_', '-')")
+            if item in ("admin", "super"):
+                raise ValueError(f"{item!r} can only ever be granted by a super user")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -132,6 +167,18 @@ class Settings(BaseSettings):
             return self.base_url
         host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def allowed_host_names(self) -> frozenset[str]:
+        """Lower-case host names (no port) a request's Host may carry; {"*"} allows any."""
+        if hosts := _items(self.allowed_hosts):
+            return frozenset(host.lower().strip("[]") for host in hosts)
+        base = urlsplit(self.public_url).hostname or ""
+        return frozenset({base.lower(), *LOOPBACK_HOSTS})
+
+    @property
+    def admin_grantable(self) -> frozenset[str]:
+        return frozenset(_items(self.admin_grantable_scopes))
 
     @property
     def resolved_database_url(self) -> str:

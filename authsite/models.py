@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, false
 from sqlmodel import Field, SQLModel
 
 DEFAULT_SCOPES = ["authenticated"]
@@ -31,6 +31,11 @@ class User(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254)
     # Case-folded email, unique: one address opens at most one account.
     email_key: str | None = Field(default=None, sa_column=Column(_key_type(254), nullable=True, unique=True, index=True))
+    # The name's confusable skeleton (Unicode TR39), unique: `аlice` (Cyrillic а) cannot sit
+    # beside `alice`. NULL only for accounts made before it existed whose skeleton was taken.
+    username_skeleton: str | None = Field(
+        default=None, sa_column=Column(_key_type(128), nullable=True, unique=True, index=True)
+    )
     password_hash: str = Field(max_length=255)
     scopes: list[str] = Field(default_factory=lambda: list(DEFAULT_SCOPES), sa_column=Column(JSON, nullable=False))
     is_active: bool = True
@@ -67,6 +72,11 @@ class PasswordReset(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+    # The admin who made the link on the user's page (NULL: asked for by mail, or by the
+    # `reset-link` command); the admin's standing is checked again when the link is used.
+    issued_by: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True)
+    )
 
 
 class AuthEvent(SQLModel, table=True):
@@ -104,3 +114,6 @@ class ThrottleHit(SQLModel, table=True):
     # SHA-256 of the bucket's name ("login:<name>|<ip>"), so typed text is never stored here.
     bucket: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, index=True)
+    # True while the attempt it reserves is still being checked (its password hashing); a
+    # failure then becomes a plain hit, a success deletes it. Only settled hits are failures.
+    pending: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
