@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from authsite.csrf import CsrfFailed
+from authsite.passwords import HashingBusy
 
 LOGIN_PATH = "/auth/login"
 API_PREFIX = "/api/"
@@ -61,7 +62,18 @@ def install_handlers(app: FastAPI, render: Render) -> None:
             return JSONResponse({"detail": message}, status_code=403)
         return render(request, "error.html", {"title": "Request refused", "message": message}, status_code=403)
 
+    async def hashing_busy(request: Request, exc: HashingBusy) -> Response:
+        # Not a failure of the visitor's: nothing was counted against them, they may retry.
+        message = "Too many passwords are being checked right now. Try again in a few seconds."
+        headers = {"retry-after": str(exc.retry_after)}
+        if is_api_request(request):
+            return JSONResponse({"detail": message}, status_code=503, headers=headers)
+        page = render(request, "error.html", {"title": "Busy", "message": message}, status_code=503)
+        page.headers.update(headers)
+        return page
+
     app.add_exception_handler(NotLoggedIn, not_logged_in)
+    app.add_exception_handler(HashingBusy, hashing_busy)
     app.add_exception_handler(AlreadyLoggedIn, already_logged_in)
     app.add_exception_handler(PermissionMissing, permission_missing)
     app.add_exception_handler(CsrfFailed, csrf_failed)

@@ -53,7 +53,8 @@ LABELS = {
     Kind.DEACTIVATED: "Account deactivated",
 }
 REASONS = {"unknown_user": "unknown user", "bad_password": "wrong password", "inactive": "account inactive",
-           "throttled": "too many attempts", "password_changed": "password changed meanwhile"}
+           "throttled": "too many attempts", "password_changed": "password changed meanwhile",
+           "wrong_current_password": "wrong current password"}
 
 
 def describe(event: AuthEvent) -> str:

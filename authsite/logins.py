@@ -7,7 +7,11 @@ row or the failure counted, then the audit event. A login used to take six ORM t
 a login storm (issue 6, bench/RESULTS.md). No connection is held while hashing.
 """
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 
@@ -17,7 +21,7 @@ from authsite import events, rules, sessions, throttle
 from authsite.db import Database
 from authsite.events import Kind
 from authsite.models import User, utcnow
-from authsite.passwords import PasswordHasher
+from authsite.passwords import HashingBusy, PasswordHasher
 from authsite.throttle import Limits
 
 _user = User.__table__
@@ -59,65 +63,164 @@ class Logins:
     async def log_in(self, request: LoginRequest) -> LoginResult:
         """Too many failures answer 429 even for the right password, and the same way whether
         or not the account exists (the limit is keyed by the typed name). Every outcome costs
-        one password verify, so response times do not reveal which accounts exist."""
-        before = await self.database.run(partial(_before_hash, limits=self.limits, request=request, now=utcnow()))
+        one password verify, so response times do not reveal which accounts exist.
+        Raises HashingBusy (answer 503) when the hashing queue is full."""
+        before = await self._take_turn(partial(_before_hash, limits=self.limits, request=request))
         if before.retry_after is not None:
             return LoginResult(retry_after=before.retry_after)
         user, failure, new_hash = before.user, None, None
-        if user is None:
-            await self.hasher.dummy_verify(request.password)
-            failure = "unknown_user"
-        else:
-            matches, new_hash = await self.hasher.verify(request.password, user.password_hash)
-            if not matches:
-                failure = "bad_password"
-            elif not user.is_active:
-                failure = "inactive"
+        try:
+            if user is None:
+                await self.hasher.dummy_verify(request.password)
+                failure = "unknown_user"
+            else:
+                matches, new_hash = await self.hasher.verify(request.password, user.password_hash)
+                if not matches:
+                    failure = "bad_password"
+                elif not user.is_active:
+                    failure = "inactive"
+        except BaseException:
+            await self._give_back(before.hit_ids)
+            raise
         if failure is not None:
-            failed = partial(_count_failure, limits=self.limits, request=request, user=user, reason=failure)
+            failed = partial(_count_failure, request=request, user=user, reason=failure, hit_ids=before.hit_ids)
             await self.database.run(failed)
             return LoginResult()
-        opened = partial(_open_session, limits=self.limits, lifetimes=self.lifetimes, request=request,
+        opened = partial(_open_session, lifetimes=self.lifetimes, request=request,
                          user=user, new_hash=new_hash, hit_ids=before.hit_ids, now=utcnow())
         token = await self.database.run(opened)
         return LoginResult(user, token) if token else LoginResult()
+
+    async def confirm_password(self, check: "PasswordCheck") -> "Confirmation":
+        """A logged-in user proving their password again (a `current_password` field): counted in
+        the same limits as a failed login of that account from that address, and audited, so a
+        stolen session cannot guess its way to the password (issue 12, item 9)."""
+        before = await self._take_turn(partial(_reserve_check, limits=self.limits, check=check))
+        if before.retry_after is not None:
+            return Confirmation(retry_after=before.retry_after)
+        try:
+            matches, _ = await self.hasher.verify(check.password, check.user.password_hash)
+        except BaseException:
+            await self._give_back(before.hit_ids)
+            raise
+        await self.database.run(partial(_settle_check, check=check, matches=matches, hit_ids=before.hit_ids))
+        return Confirmation(confirmed=matches)
+
+    async def _take_turn(self, reserve) -> "_Before":
+        """Reserve the attempt's place in its buckets, waiting while they are full of attempts
+        that are still being checked (right passwords sent together must all get in); refuse
+        at once when the hashing queue has no room."""
+        delay, waited = FIRST_WAIT_SECONDS, 0.0
+        while True:
+            if self.hasher.is_full:
+                raise HashingBusy()
+            before = await self.database.run(partial(reserve, now=utcnow()))
+            if not before.busy:
+                return before
+            if waited >= MAX_TURN_WAIT_SECONDS:
+                raise HashingBusy()
+            pause = delay * (0.5 + random.random())  # jitter: racing attempts do not retry in step
+            await asyncio.sleep(pause)
+            waited += pause
+            delay = min(delay * 2, LONGEST_WAIT_SECONDS)
+
+    async def _give_back(self, hit_ids: tuple[int, ...]) -> None:
+        with contextlib.suppress(Exception):
+            await self.database.run(lambda conn: throttle.forgive(conn, list(hit_ids)))
+
+
+# Waiting for a turn behind attempts still being checked: short sleeps that double, up to a
+# bound; past it the attempt is answered "busy, try again" (503) rather than refused as a failure.
+FIRST_WAIT_SECONDS = 0.01
+LONGEST_WAIT_SECONDS = 0.25
+MAX_TURN_WAIT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class PasswordCheck:
+    """A logged-in user typing their password again, and where from."""
+
+    user: User
+    password: str
+    ip: str | None = None
+    user_agent: str | None = None
+    via: str = "account"
+
+    def __repr__(self) -> str:  # never the password
+        return f"PasswordCheck(user_id={self.user.id}, via={self.via!r})"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    confirmed: bool = False
+    retry_after: int | None = None  # set when throttled: answer 429
 
 
 @dataclass(frozen=True)
 class _Before:
     retry_after: int | None = None
+    busy: bool = False
     hit_ids: tuple[int, ...] = ()
     user: User | None = None
 
 
+def _reserve(conn: Connection, *, limits: Limits, username: str, ip: str | None, now: datetime,
+             throttled_event: Callable[[], dict]) -> _Before:
+    """Reserve the attempt in the name's and the address's buckets; a throttled burst is
+    audited once per bucket and window, not once per request (issue 12, item 4)."""
+    attempt = throttle.reserve(conn, [*limits.login(username, ip), *limits.login_address(ip)], now)
+    if attempt.is_throttled:
+        if throttle.is_first_in_window(conn, attempt.throttled_by, limits.login_account.window, now):
+            events.store(conn, throttled_event())
+        return _Before(retry_after=attempt.retry_after)
+    return _Before(busy=attempt.busy, hit_ids=tuple(attempt.hit_ids))
+
+
 def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now: datetime) -> _Before:
-    wait = throttle.is_over(conn, limits.login_address(request.ip), now)
-    hit_ids = []
-    if wait is None:
-        attempt = throttle.attempt(conn, limits.login(request.username, request.ip), now)
-        wait, hit_ids = attempt.retry_after, attempt.hit_ids
-    if wait is not None:
-        conn.commit()
-        events.store(conn, _event(Kind.LOGIN_FAILED, request, username=request.username, reason="throttled"))
-        return _Before(retry_after=wait)
+    throttled = partial(_event, Kind.LOGIN_FAILED, request, username=request.username, reason="throttled")
+    before = _reserve(conn, limits=limits, username=request.username, ip=request.ip, now=now,
+                      throttled_event=throttled)
+    if before.retry_after is not None or before.busy:
+        return before
     user = None
     if rules.is_plausible_username(request.username):
         row = conn.execute(_BY_NAME, {"key": rules.username_key(request.username)}).first()
         user = User(**row._mapping) if row is not None else None
-    return _Before(hit_ids=tuple(hit_ids), user=user)
+    return replace(before, user=user)
 
 
-def _count_failure(conn: Connection, *, limits: Limits, request: LoginRequest, user: User | None,
-                   reason: str) -> None:
-    # Failures from one address count against it across all names (password spraying).
-    throttle.count(conn, limits.login_address(request.ip), utcnow())
+def _reserve_check(conn: Connection, *, limits: Limits, check: PasswordCheck, now: datetime) -> _Before:
+    return _reserve(conn, limits=limits, username=check.user.username, ip=check.ip, now=now,
+                    throttled_event=partial(_check_event, check, reason="throttled"))
+
+
+def _settle_check(conn: Connection, *, check: PasswordCheck, matches: bool, hit_ids: tuple[int, ...]) -> None:
+    if matches:
+        throttle.forgive(conn, list(hit_ids))
+        conn.commit()
+        return
+    throttle.settle(conn, list(hit_ids))
+    conn.commit()
+    events.store(conn, _check_event(check))
+
+
+def _check_event(check: PasswordCheck, *, reason: str = "wrong_current_password") -> dict:
+    return events.prepare(Kind.LOGIN_FAILED, user_id=check.user.id, ip=check.ip, user_agent=check.user_agent,
+                          via=check.via, reason=reason)
+
+
+def _count_failure(conn: Connection, *, request: LoginRequest, user: User | None, reason: str,
+                   hit_ids: tuple[int, ...]) -> None:
+    # The reservation becomes a failure in each bucket (the name's, and the address's across all
+    # names: password spraying).
+    throttle.settle(conn, list(hit_ids))
     conn.commit()
     account_id = user.id if user is not None else None
     events.store(conn, _event(Kind.LOGIN_FAILED, request, user_id=account_id, username=request.username,
                               reason=reason))
 
 
-def _open_session(conn: Connection, *, limits: Limits, lifetimes: sessions.Lifetimes, request: LoginRequest,
+def _open_session(conn: Connection, *, lifetimes: sessions.Lifetimes, request: LoginRequest,
                   user: User, new_hash: str | None, hit_ids: tuple[int, ...], now: datetime) -> str | None:
     # Stamping the login first, on the condition that the account still has the hash that was
     # checked, locks the row (on Postgres) and decides: a password change or deactivation that
@@ -131,7 +234,7 @@ def _open_session(conn: Connection, *, limits: Limits, lifetimes: sessions.Lifet
     ) if stamped else None
     if token is None:
         conn.rollback()
-        _count_failure(conn, limits=limits, request=request, user=user, reason="password_changed")
+        _count_failure(conn, request=request, user=user, reason="password_changed", hit_ids=hit_ids)
         return None
     if new_hash:
         conn.execute(_REHASH, {**checked, "new_hash": new_hash})

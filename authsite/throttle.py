@@ -1,16 +1,23 @@
 """Rate limits kept in the database, so they hold across workers and hosts. No HTTP here.
 
-Each counted request inserts a row into its buckets first and then counts the
-bucket's rows in the window, so a burst of simultaneous requests cannot slip
-past the limit together. A login that succeeds takes its row back."""
+Two kinds of bucket. Sign-ups and reset requests count every request (`attempt`). Logins count
+only failures, but reserve their place before the password is hashed (`reserve`): a reservation
+is a pending row, a failure settles it into a plain one, a success deletes it. A bucket admits an
+attempt while its failures plus the attempts still being checked stay within the limit, so a
+burst of simultaneous wrong passwords gets at most the limit hashed, and right passwords sent
+together wait a moment for their turn instead of being refused (issue 12, items 2 and 3).
+
+Every counted request inserts its row first and only then counts the bucket (committed in
+between), so simultaneous requests each see the others and cannot slip past the limit together."""
 
 import hashlib
+import ipaddress
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 
-from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select, update
 
 from authsite.db import Database
 from authsite.models import ThrottleHit, utcnow
@@ -19,6 +26,12 @@ from authsite.rules import username_key
 _hit = ThrottleHit.__table__
 
 Buckets = list[tuple[str, "Limit"]]
+
+# A reservation not settled within this long (its worker died mid-login) no longer holds a place.
+PENDING_LIFETIME = timedelta(seconds=60)
+# IPv6 clients are counted by the /64 network they come from: one customer of an ISP or a cloud
+# holds a whole /64, so counting single addresses would give them 2**64 fresh buckets.
+IPV6_CLIENT_PREFIX = 64
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,10 @@ class Attempt:
 
     hit_ids: list[int] = field(default_factory=list)
     retry_after: int | None = None
+    # Set when the buckets were full of attempts still being checked, not of failures.
+    busy: bool = False
+    # The name of the first bucket that was over its limit (for noting the burst once).
+    throttled_by: str | None = None
 
     @property
     def is_throttled(self) -> bool:
@@ -46,13 +63,19 @@ class Attempt:
 _ADD_HIT = insert(_hit).returning(_hit.c.id)
 _IN_WINDOW = (_hit.c.bucket == bindparam("bucket")) & (_hit.c.created_at > bindparam("since"))
 _COUNT = select(func.count()).where(_IN_WINDOW)
+_SETTLED = _IN_WINDOW & _hit.c.pending.is_(False)
+_COUNT_SETTLED = select(func.count()).where(_SETTLED)
+_COUNT_PENDING = select(func.count()).where(
+    _hit.c.bucket == bindparam("bucket"), _hit.c.pending.is_(True), _hit.c.created_at > bindparam("pending_since")
+)
 # The hit that decides when the bucket frees up: once it leaves the window, fewer than
-# max_hits others remain. `other_than` leaves out the request's own hit (ids start at 1).
+# max_hits others remain.
 _BLOCKING = (
-    select(_hit.c.created_at).where(_IN_WINDOW, _hit.c.id != bindparam("other_than"))
+    select(_hit.c.created_at).where(_SETTLED)
     .order_by(_hit.c.created_at.desc()).offset(bindparam("skip", type_=Integer)).limit(1)
 )
 _FORGIVE = delete(_hit).where(_hit.c.id.in_(bindparam("ids", expanding=True)))
+_SETTLE = update(_hit).where(_hit.c.id.in_(bindparam("ids", expanding=True))).values(pending=False)
 
 
 def attempt(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
@@ -62,42 +85,67 @@ def attempt(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
     result = Attempt()
     for name, limit in buckets:
         key = _key(name)
-        hit_id = conn.execute(_ADD_HIT, {"bucket": key, "created_at": now}).scalar_one()
+        hit_id = conn.execute(_ADD_HIT, {"bucket": key, "created_at": now, "pending": False}).scalar_one()
         result.hit_ids.append(hit_id)
         # Committed before counting: simultaneous requests then each count the others' rows.
         conn.commit()
         window = {"bucket": key, "since": now - limit.window}
         if conn.execute(_COUNT, window).scalar_one() > limit.max_hits:
-            blocking = conn.execute(_BLOCKING, {**window, "other_than": hit_id, "skip": limit.max_hits - 1}).scalar()
-            wait = _seconds_until(blocking + limit.window, now) if blocking else 1
-            result.retry_after = max(result.retry_after or 0, wait)
+            _note_throttled(conn, result, name, window, limit, now)
     if result.is_throttled:
         forgive(conn, result.hit_ids)
         result.hit_ids = []
     return result
 
 
-def is_over(conn: Connection, buckets: Buckets, now: datetime) -> int | None:
-    """Retry-After if any bucket is already at its limit, counting nothing."""
-    wait = None
+def reserve(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
+    """Hold a place for an attempt whose outcome is not known yet (a password being checked).
+
+    Throttled when a bucket's settled failures reach its limit; `busy` when they do not, but
+    together with the attempts still in flight they would: the caller waits and asks again.
+    Either way the request's rows are taken back."""
+    result = Attempt()
     for name, limit in buckets:
-        window = {"bucket": _key(name), "since": now - limit.window}
-        blocking = conn.execute(_BLOCKING, {**window, "other_than": 0, "skip": limit.max_hits - 1}).scalar()
-        if blocking is not None:
-            wait = max(wait or 0, _seconds_until(blocking + limit.window, now))
-    return wait
+        key = _key(name)
+        result.hit_ids.append(conn.execute(_ADD_HIT, {"bucket": key, "created_at": now, "pending": True}).scalar_one())
+        conn.commit()  # before counting, as in `attempt`
+        window = {"bucket": key, "since": now - limit.window}
+        failures = conn.execute(_COUNT_SETTLED, window).scalar_one()
+        if failures >= limit.max_hits:
+            _note_throttled(conn, result, name, window, limit, now)
+            continue
+        in_flight = conn.execute(_COUNT_PENDING, {"bucket": key, "pending_since": now - PENDING_LIFETIME}).scalar_one()
+        if failures + in_flight > limit.max_hits:
+            result.busy = True
+    if result.is_throttled or result.busy:
+        forgive(conn, result.hit_ids)
+        result.hit_ids = []
+    return result
 
 
-def count(conn: Connection, buckets: Buckets, now: datetime) -> None:
-    """Record one hit in each bucket without checking (a failure found afterwards)."""
-    for name, _ in buckets:
-        conn.execute(_ADD_HIT, {"bucket": _key(name), "created_at": now})
+def _note_throttled(conn: Connection, result: Attempt, name: str, window: dict, limit: Limit,
+                    now: datetime) -> None:
+    blocking = conn.execute(_BLOCKING, {**window, "skip": limit.max_hits - 1}).scalar()
+    wait = _seconds_until(blocking + limit.window, now) if blocking else 1
+    result.retry_after = max(result.retry_after or 0, wait)
+    result.throttled_by = result.throttled_by or name
+
+
+def settle(conn: Connection, hit_ids: list[int]) -> None:
+    """A reserved attempt failed: its rows now count as failures."""
+    if hit_ids:
+        conn.execute(_SETTLE, {"ids": list(hit_ids)})
 
 
 def forgive(conn: Connection, hit_ids: list[int]) -> None:
-    """Take back an attempt's rows (a login that turned out right)."""
+    """Take back a request's rows (a login that turned out right, or one that never ran)."""
     if hit_ids:
         conn.execute(_FORGIVE, {"ids": list(hit_ids)})
+
+
+def is_first_in_window(conn: Connection, name: str, window: timedelta, now: datetime) -> bool:
+    """True once per `name` and window: for noting a burst (of throttled attempts, say) once."""
+    return not attempt(conn, [(f"noted:{name}", Limit(1, window))], now).is_throttled
 
 
 class Throttle:
@@ -109,12 +157,6 @@ class Throttle:
     async def attempt(self, buckets: Buckets) -> Attempt:
         return await self.database.run(partial(attempt, buckets=buckets, now=utcnow()))
 
-    async def is_over(self, buckets: Buckets) -> int | None:
-        return await self.database.run(partial(is_over, buckets=buckets, now=utcnow()))
-
-    async def count(self, buckets: Buckets) -> None:
-        await self.database.run(partial(count, buckets=buckets, now=utcnow()))
-
     async def forgive(self, hits: Attempt) -> None:
         if hits.hit_ids:
             await self.database.run(partial(forgive, hit_ids=hits.hit_ids))
@@ -122,6 +164,23 @@ class Throttle:
     async def prune(self, *, older_than: timedelta) -> None:
         cutoff = utcnow() - older_than
         await self.database.run(lambda conn: conn.execute(delete(_hit).where(_hit.c.created_at < cutoff)))
+
+
+@lru_cache(maxsize=4096)
+def client_key(ip: str | None) -> str:
+    """What a client is counted by: an IPv4 address as is (also when written as IPv6), an IPv6
+    address by its /64 network; anything else (a test client's name) as given."""
+    if ip is None:
+        return "-"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/{IPV6_CLIENT_PREFIX}", strict=False))
+    return str(address)
 
 
 def _key(name: str) -> str:
@@ -163,19 +222,18 @@ class Limits:
     def login(self, username: str, ip: str | None) -> list[tuple[str, Limit]]:
         # Keyed by name AND address: an attacker hammering one account from
         # their machine cannot lock its owner out everywhere.
-        return [(f"login:{username_key(username)}|{ip}", self.login_account)]
+        return [(f"login:{username_key(username)}|{client_key(ip)}", self.login_account)]
 
     def login_address(self, ip: str | None) -> list[tuple[str, Limit]]:
-        # Failures from one address across all names (password spraying). Only
-        # failures are counted, after the fact, so many people behind one NAT
-        # logging in at once are never refused for succeeding together.
-        return [(f"login-ip:{ip}", self.login_ip)]
+        # Failures from one address across all names (password spraying). Only failures
+        # count, so many people behind one NAT logging in at once are never refused.
+        return [(f"login-ip:{client_key(ip)}", self.login_ip)]
 
     def signup(self, ip: str | None) -> list[tuple[str, Limit]]:
-        return [(f"signup-ip:{ip}", self.signup_ip)]
+        return [(f"signup-ip:{client_key(ip)}", self.signup_ip)]
 
     def reset(self, login: str, ip: str | None) -> list[tuple[str, Limit]]:
-        return [(f"reset-ip:{ip}", self.reset_ip), (f"reset:{username_key(login)}", self.reset_account)]
+        return [(f"reset-ip:{client_key(ip)}", self.reset_ip), (f"reset:{username_key(login)}", self.reset_account)]
 
     def reset_mail(self, user_id: int) -> list[tuple[str, Limit]]:
         # However the account is named (username, email), it gets at most this
