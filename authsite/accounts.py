@@ -1,6 +1,7 @@
 """Accounts: creating users, checking and changing passwords, profiles. No HTTP here."""
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -12,9 +13,22 @@ from authsite import rules, sessions
 from authsite.models import DEFAULT_SCOPES, PasswordReset, User, utcnow
 from authsite.passwords import PasswordHasher
 
+
+class Confirmation(Protocol):
+    confirmed: bool
+    retry_after: int | None
+
 USERNAME_TAKEN = "That username is taken."
 EMAIL_TAKEN = "That email address belongs to another account."
 WRONG_PASSWORD = "That is not your current password."
+CHANGED_MEANWHILE = (
+    "Your password was changed by another request meanwhile, so this change was not made. "
+    "Log in again with the password now in force."
+)
+
+# Checks a logged-in user's password typed again (`Logins.confirm_password`): wrong ones count
+# like failed logins, so a stolen session cannot guess its way to the password.
+Confirm = Callable[[User, str], Awaitable[Confirmation]]
 
 
 class AccountError(Exception):
@@ -24,6 +38,21 @@ class AccountError(Exception):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class ChangedMeanwhile(AccountError):
+    """The password this change was authorised by has been replaced since (a 409)."""
+
+    def __init__(self):
+        super().__init__("form", CHANGED_MEANWHILE)
+
+
+class Throttled(Exception):
+    """Too many wrong passwords for this account from this client: answer 429."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
 
 
 async def get_user_by_id(db: AsyncSession, user_id: int) -> User | None:
@@ -107,40 +136,58 @@ async def record_login(*, db: AsyncSession, user: User) -> None:
 
 
 async def change_password(
-    *, db: AsyncSession, hasher: PasswordHasher, user: User, current_password: str, new_password: str
+    *, db: AsyncSession, hasher: PasswordHasher, user: User, current_password: str, new_password: str,
+    confirm: Confirm,
 ) -> None:
-    """The user's own change: needs the current password. Ends every session."""
-    matches, _ = await hasher.verify(current_password, user.password_hash)
-    if not matches:
-        raise AccountError("current_password", WRONG_PASSWORD)
-    await set_password(db=db, hasher=hasher, user=user, password=new_password)
+    """The user's own change: needs the current password. Ends every session. Of changes sent
+    at once with the same current password exactly one is made; the others raise ChangedMeanwhile."""
+    await _confirm(confirm, user, current_password)
+    await set_password(db=db, hasher=hasher, user=user, password=new_password, checked_hash=user.password_hash)
 
 
-async def set_password(*, db: AsyncSession, hasher: PasswordHasher, user: User, password: str) -> None:
-    """New password; every session and pending reset link of the user ends with the old one."""
+async def set_password(
+    *, db: AsyncSession, hasher: PasswordHasher, user: User, password: str, checked_hash: str | None = None
+) -> None:
+    """New password; every session and pending reset link of the user ends with the old one.
+    With `checked_hash` (the hash a current password was checked against) the change is made
+    only if the account still has it."""
     if problem := rules.password_problem(password, user_inputs=[user.username, user.email or ""]):
         raise AccountError("password", problem)
-    await store_password_hash(db=db, user_id=user.id, password_hash=await hasher.hash(password))
+    password_hash = await hasher.hash(password)
+    if not await store_password_hash(db=db, user_id=user.id, password_hash=password_hash, checked_hash=checked_hash):
+        await db.rollback()
+        raise ChangedMeanwhile()
     await db.commit()
+    set_committed_value(user, "password_hash", password_hash)
 
 
-async def store_password_hash(*, db: AsyncSession, user_id: int, password_hash: str) -> None:
+async def store_password_hash(
+    *, db: AsyncSession, user_id: int, password_hash: str, checked_hash: str | None = None
+) -> bool:
     """The one place a password changes, so nothing that trusted the old one survives it.
+    False (nothing changed) if `checked_hash` is given and the account no longer has it: the
+    UPDATE waits for a racing change's row lock and then finds the hash replaced, so a change
+    authorised by a password that has just been replaced never lands (a lost update otherwise).
     The caller commits (reset uses it inside the transaction that spends the link)."""
-    await db.exec(update(User).where(User.id == user_id).values(password_hash=password_hash))
+    statement = update(User).where(User.id == user_id).values(password_hash=password_hash)
+    if checked_hash is not None:
+        statement = statement.where(User.password_hash == checked_hash)
+    if (await db.exec(statement)).rowcount != 1:
+        return False
     await sessions.end_user_sessions(db=db, user_id=user_id, commit=False)
     await db.exec(delete(PasswordReset).where(PasswordReset.user_id == user_id))
+    return True
 
 
 async def update_profile(
     *,
     db: AsyncSession,
-    hasher: PasswordHasher,
     user: User,
     first_name: str,
     last_name: str,
     email: str | None,
     current_password: str = "",
+    confirm: Confirm,
 ) -> None:
     """Names are free to change; a new email needs the current password, since
     whoever controls the email can reset the password."""
@@ -149,9 +196,7 @@ async def update_profile(
             raise AccountError(field, problem)
     email = _checked_email(email)
     if (email or None) != user.email:
-        matches, _ = await hasher.verify(current_password, user.password_hash)
-        if not matches:
-            raise AccountError("current_password", WRONG_PASSWORD)
+        await _confirm(confirm, user, current_password)
         if email and (other := await get_user_by_email(db, email)) and other.id != user.id:
             raise AccountError("email", EMAIL_TAKEN)
     user.first_name, user.last_name = first_name or None, last_name or None
@@ -171,6 +216,14 @@ async def set_user_active(*, db: AsyncSession, user: User, active: bool) -> None
     if not active:
         await sessions.end_user_sessions(db=db, user_id=user.id, commit=False)
     await db.commit()
+
+
+async def _confirm(confirm: Confirm, user: User, password: str) -> None:
+    confirmation = await confirm(user, password)
+    if confirmation.retry_after is not None:
+        raise Throttled(confirmation.retry_after)
+    if not confirmation.confirmed:
+        raise AccountError("current_password", WRONG_PASSWORD)
 
 
 def _checked_email(email: str | None) -> str | None:

@@ -257,7 +257,9 @@ def test_a_password_change_on_the_account_page_is_recorded(logged_in_client, use
     assert_from_this_browser(event)
 
 
-def test_a_refused_password_change_records_nothing(logged_in_client, trail):
+def test_a_refused_password_change_records_only_the_wrong_current_password(logged_in_client, trail):
+    # A wrong current password is a guess at the password (issue 12): recorded like a failed
+    # login; no password change is recorded.
     trail.mark()
 
     response = post_from(
@@ -266,7 +268,8 @@ def test_a_refused_password_change_records_nothing(logged_in_client, trail):
     )
 
     assert response.status_code == 400
-    assert trail.new() == []
+    event = trail.one_new(Kind.LOGIN_FAILED)
+    assert event.detail["reason"] == "wrong_current_password"
 
 
 def test_set_password_from_the_command_line_is_recorded(run_cli, client, user, trail):

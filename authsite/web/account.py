@@ -11,8 +11,10 @@ from authsite.errors import NotLoggedIn
 from authsite.events import Kind
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import Session, User
+from authsite.logins import PasswordCheck
 from authsite.web.audit import audit
-from authsite.web.user_auth import log_in_user
+from authsite.web.inputs import client_ip
+from authsite.web.user_auth import log_in_user, too_many_attempts
 
 
 
@@ -23,6 +25,26 @@ def account_router(site) -> APIRouter:
 
     def back_to_account(request: Request, notice: str) -> Response:
         return flash.redirect_with_flash("/account", notice, conn=request, cookie_secure=site.settings.cookie_secure)
+
+    def confirm_for(request: Request):
+        """The check of a `current_password`: counted and audited like a failed login."""
+
+        async def confirm(user: User, password: str):
+            return await site.logins.confirm_password(PasswordCheck(
+                user=user, password=password, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
+            ))
+
+        return confirm
+
+    async def refused(request: Request, exc: Exception, *, form: str, values=None) -> Response:
+        if isinstance(exc, accounts.Throttled):
+            page = await _page(request, errors={"current_password": too_many_attempts(exc.retry_after)}, form=form,
+                               values=values, status_code=429)
+            page.headers["retry-after"] = str(exc.retry_after)
+            return page
+        field = "new_password" if exc.field == "password" else exc.field
+        status = 409 if isinstance(exc, accounts.ChangedMeanwhile) else 400
+        return await _page(request, errors={field: exc.message}, form=form, values=values, status_code=status)
 
     @router.get("")
     async def account_page(request: Request) -> Response:
@@ -35,12 +57,12 @@ def account_router(site) -> APIRouter:
             old_email = user.email
             try:
                 await accounts.update_profile(
-                    db=db, hasher=site.hasher, user=user,
+                    db=db, user=user, confirm=confirm_for(request),
                     first_name=form.get("first_name", "").strip(), last_name=form.get("last_name", "").strip(),
                     email=form.get("email", ""), current_password=form.get("current_password", ""),
                 )
-            except accounts.AccountError as exc:
-                return await _page(request, errors={exc.field: exc.message}, form="profile", values=form)
+            except (accounts.AccountError, accounts.Throttled) as exc:
+                return await refused(request, exc, form="profile", values=form)
         if user.email != old_email:
             await audit(site, request, Kind.EMAIL_CHANGED, user_id=user.id)
         return back_to_account(request, "profile_saved")
@@ -53,17 +75,17 @@ def account_router(site) -> APIRouter:
             errors["new_password"] = "Choose a new password."
         elif new != form.get("new_password_confirm", ""):
             errors["new_password_confirm"] = "The two passwords differ."
-        if not errors:
-            async with site.database.sessionmaker() as db:
-                user = await _current_user(db, request)
-                try:
-                    await accounts.change_password(
-                        db=db, hasher=site.hasher, user=user, current_password=current, new_password=new
-                    )
-                except accounts.AccountError as exc:
-                    errors = {"new_password" if exc.field == "password" else exc.field: exc.message}
         if errors:
             return await _page(request, errors=errors, form="password")
+        async with site.database.sessionmaker() as db:
+            user = await _current_user(db, request)
+            try:
+                await accounts.change_password(
+                    db=db, hasher=site.hasher, user=user, current_password=current, new_password=new,
+                    confirm=confirm_for(request),
+                )
+            except (accounts.AccountError, accounts.Throttled) as exc:
+                return await refused(request, exc, form="password")
         await audit(site, request, Kind.PASSWORD_CHANGED, user_id=user.id, via="account")
         # Every session ended with the old password; this browser carries on
         # with a brand-new token.
@@ -98,7 +120,7 @@ def account_router(site) -> APIRouter:
         await audit(site, request, Kind.SESSION_REVOKED, user_id=request.user.id, others=True)
         return back_to_account(request, "others_revoked")
 
-    async def _page(request, *, errors=None, form=None, values=None) -> Response:
+    async def _page(request, *, errors=None, form=None, values=None, status_code=None) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
             rows = await sessions.list_user_sessions(db=db, user_id=user.id)
@@ -112,7 +134,8 @@ def account_router(site) -> APIRouter:
             "values": values or {},
             "events": recent,
         }
-        return site.pages.render(request, "account.html", context, status_code=400 if errors else 200)
+        status_code = status_code or (400 if errors else 200)
+        return site.pages.render(request, "account.html", context, status_code=status_code)
 
     return router
 
