@@ -1,17 +1,31 @@
 """Login, server-side sessions and permissions for server-rendered FastAPI sites."""
 
-from authsite.app import AuthSite, create_app
-from authsite.config import Settings
-from authsite.guards import CurrentUser, admin_user, already_logged_in, logged_in, require, super_user
+from importlib import import_module
 
-__all__ = [
-    "AuthSite",
-    "CurrentUser",
-    "Settings",
-    "admin_user",
-    "already_logged_in",
-    "create_app",
-    "logged_in",
-    "require",
-    "super_user",
-]
+# The public API, loaded on first use (PEP 562): a process that needs one small module (the
+# password-strength worker, a CLI command) does not pay for FastAPI and SQLAlchemy up front.
+_PUBLIC = {
+    "AuthSite": "authsite.app",
+    "create_app": "authsite.app",
+    "Settings": "authsite.config",
+    "CurrentUser": "authsite.guards",
+    "admin_user": "authsite.guards",
+    "already_logged_in": "authsite.guards",
+    "logged_in": "authsite.guards",
+    "require": "authsite.guards",
+    "super_user": "authsite.guards",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'authsite' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

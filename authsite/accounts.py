@@ -9,7 +9,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from authsite import rules, sessions
+from authsite import rules, sessions, strength
 from authsite.models import DEFAULT_SCOPES, PasswordReset, User, utcnow
 from authsite.passwords import PasswordHasher
 
@@ -101,7 +101,7 @@ async def create_user(
     if problem := rules.username_problem(username):
         raise AccountError("username", problem)
     email = _checked_email(email)
-    if problem := rules.password_problem(password, user_inputs=[username, email or ""]):
+    if problem := await strength.password_problem(password, user_inputs=[username, email or ""]):
         raise AccountError("password", problem)
     if await get_user_by_username(db, username):
         raise AccountError("username", USERNAME_TAKEN)
@@ -151,7 +151,7 @@ async def set_password(
     """New password; every session and pending reset link of the user ends with the old one.
     With `checked_hash` (the hash a current password was checked against) the change is made
     only if the account still has it."""
-    if problem := rules.password_problem(password, user_inputs=[user.username, user.email or ""]):
+    if problem := await strength.password_problem(password, user_inputs=[user.username, user.email or ""]):
         raise AccountError("password", problem)
     password_hash = await hasher.hash(password)
     if not await store_password_hash(db=db, user_id=user.id, password_hash=password_hash, checked_hash=checked_hash):

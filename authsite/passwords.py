@@ -46,10 +46,10 @@ def default_workers() -> int:
 
 
 # How many hashes may wait per hashing thread, beyond the one it is computing. Each takes about
-# 30 ms here, so a full queue is a wait of half a second or so; past it the answer is "busy, try
+# 30 ms here, so a full queue is a wait of about a second; past it the answer is "busy, try
 # again" (503) at once, instead of a queue that grows without end and makes every login wait
 # behind an attacker's (issue 12: a real login waited 12.9 s behind 250 guesses).
-QUEUE_PER_WORKER = 16
+QUEUE_PER_WORKER = 32
 
 
 class HashingBusy(Exception):

@@ -6,7 +6,7 @@ from sqlalchemy import delete
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from authsite import accounts, rules, tokens
+from authsite import accounts, rules, strength, tokens
 from authsite.models import PasswordReset, User, utcnow
 from authsite.passwords import PasswordHasher
 
@@ -47,7 +47,7 @@ async def reset_password(*, db: AsyncSession, hasher: PasswordHasher, token: str
     user = await get_user_by_reset_token(db=db, token=token)
     if user is None:
         return None
-    if problem := rules.password_problem(password, user_inputs=[user.username, user.email or ""]):
+    if problem := await strength.password_problem(password, user_inputs=[user.username, user.email or ""]):
         raise accounts.AccountError("password", problem)
     password_hash = await hasher.hash(password)
     claimed = await db.exec(

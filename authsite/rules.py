@@ -55,7 +55,22 @@ def username_problem(username: str) -> str | None:
 
 def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str | None:
     """Why a new password is refused, or None. Length and guessability only:
-    no composition rules, any characters allowed, never truncated."""
+    no composition rules, any characters allowed, never truncated. Judging guessability costs
+    real CPU: servers run this through authsite.strength, off the event loop."""
+    if problem := password_shape_problem(password):
+        return problem
+    # Imported here, not at the top: its word lists cost each worker about 12 MB, which a
+    # worker that never sets a password (most of them, on most sites) need not pay.
+    from zxcvbn import zxcvbn
+
+    inputs = [value for value in (*user_inputs, *SITE_WORDS) if value]
+    if zxcvbn(password[:STRENGTH_CHECK_CHARS], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
+        return "This password is too common or easy to guess. Try a longer phrase of unrelated words."
+    return None
+
+
+def password_shape_problem(password: str) -> str | None:
+    """The instant part of `password_problem`: length and whether it can be stored."""
     if len(password) < MIN_PASSWORD_CHARS:
         return f"Use at least {MIN_PASSWORD_CHARS} characters."
     if len(password) > MAX_PASSWORD_CHARS:
@@ -64,13 +79,6 @@ def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str |
         password.encode("utf-8")
     except UnicodeEncodeError:
         return "The password contains characters that cannot be stored."
-    # Imported here, not at the top: its word lists cost each worker about 12 MB, which a
-    # worker that never sets a password (most of them, on most sites) need not pay.
-    from zxcvbn import zxcvbn
-
-    inputs = [value for value in (*user_inputs, *SITE_WORDS) if value]
-    if zxcvbn(password[:STRENGTH_CHECK_CHARS], user_inputs=inputs)["score"] < MIN_PASSWORD_SCORE:
-        return "This password is too common or easy to guess. Try a longer phrase of unrelated words."
     return None
 
 

@@ -194,6 +194,10 @@ def _seconds_until(moment: datetime, now: datetime) -> int:
 # A person who forgot their password asks a few times; more is mail-bombing.
 RESET_MAX_PER_ACCOUNT = 3
 RESET_ACCOUNT_WINDOW = timedelta(hours=1)
+# New passwords judged for one account (on its reset links and its account page): a person
+# tries a few; judging one costs real CPU, so an endless stream is refused.
+NEW_PASSWORD_TRIES = 10
+NEW_PASSWORD_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,7 @@ class Limits:
     signup_ip: Limit
     reset_ip: Limit
     reset_account: Limit = Limit(RESET_MAX_PER_ACCOUNT, RESET_ACCOUNT_WINDOW)
+    new_password: Limit = Limit(NEW_PASSWORD_TRIES, NEW_PASSWORD_WINDOW)
 
     @classmethod
     def from_settings(cls, settings) -> "Limits":
@@ -217,7 +222,7 @@ class Limits:
     @property
     def longest_window(self) -> timedelta:
         return max(limit.window for limit in (self.login_account, self.login_ip, self.signup_ip,
-                                              self.reset_ip, self.reset_account))
+                                              self.reset_ip, self.reset_account, self.new_password))
 
     def login(self, username: str, ip: str | None) -> list[tuple[str, Limit]]:
         # Keyed by name AND address: an attacker hammering one account from
@@ -234,6 +239,9 @@ class Limits:
 
     def reset(self, login: str, ip: str | None) -> list[tuple[str, Limit]]:
         return [(f"reset-ip:{client_key(ip)}", self.reset_ip), (f"reset:{username_key(login)}", self.reset_account)]
+
+    def new_password_tries(self, user_id: int) -> list[tuple[str, Limit]]:
+        return [(f"new-password:{user_id}", self.new_password)]
 
     def reset_mail(self, user_id: int) -> list[tuple[str, Limit]]:
         # However the account is named (username, email), it gets at most this

@@ -12,7 +12,8 @@ a fixture puts it back to its starting state after any test that changed it."""
 import asyncio
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -25,6 +26,7 @@ from sqlmodel import col
 
 from authsite import Settings, accounts, create_app, resets, tokens
 from authsite.models import PasswordReset, Session, User
+from authsite.throttle import Limit
 from support import PASSWORD, csrf_from, log_in
 
 NEW_PASSWORD = "another long phrase 9"
@@ -461,6 +463,8 @@ def stage(tmp_path_factory, postgres_url) -> Iterator[Stage]:
     app = create_app(settings)
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as visitor:
         stage = Stage(site=app.state.authsite, browsers={"visitor": visitor})
+        # Every case here may post a new password for alice: no limit on tries (not the test).
+        stage.site.limits = replace(stage.site.limits, new_password=Limit(10**6, timedelta(minutes=15)))
 
         async def make_users(db):
             for name, email, scopes in (("alice", "alice@example.com", ("authenticated",)),

@@ -77,6 +77,10 @@ def account_router(site) -> APIRouter:
             errors["new_password_confirm"] = "The two passwords differ."
         if errors:
             return await _page(request, errors=errors, form="password")
+        # Each try costs a password check and a strength judgement: an account gets a handful.
+        tries = await site.throttle.attempt(site.limits.new_password_tries(request.user.id))
+        if tries.is_throttled:
+            return await refused(request, accounts.Throttled(tries.retry_after), form="password")
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
             try:

@@ -62,8 +62,16 @@ def reset_router(site) -> APIRouter:
     @router.post("/{token}")
     async def reset(request: Request, token: str, form: Form) -> Response:
         async with site.database.sessionmaker() as db:
-            if await resets.get_user_by_reset_token(db=db, token=token) is None:
-                return _invalid_link(request)
+            owner = await resets.get_user_by_reset_token(db=db, token=token)
+        if owner is None:
+            return _invalid_link(request)
+        # Each try costs a strength judgement: a link (an account) gets a handful of them.
+        tries = await site.throttle.attempt(site.limits.new_password_tries(owner.id))
+        if tries.is_throttled:
+            errors = {"password": too_many_attempts(tries.retry_after)}
+            page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=429)
+            page.headers["retry-after"] = str(tries.retry_after)
+            return no_referrer_path(page)
         password, confirm = form.get("password", ""), form.get("password_confirm", "")
         errors = {}
         if not password:

@@ -1,0 +1,91 @@
+"""Judging how guessable a new password is, in a process of its own.
+
+zxcvbn is pure Python and its cost grows fast with length and repetition (tens of milliseconds,
+more on a loaded machine, for `"1" * 72`). On the event loop, or in a thread holding the GIL, three
+connections posting such passwords held every page of the site (issue 12: a logged-in page went
+from 25 to 690 ms). So the judging runs in one worker process per server process, started on first
+use, at the lowest CPU priority, behind a bounded queue: past it the answer is "busy" (503).
+The rule itself is `rules.password_problem`; this module only decides where it runs.
+"""
+
+import asyncio
+import atexit
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+
+from authsite import rules
+from authsite.passwords import HashingBusy
+
+# Passwords waiting to be judged in this process, the one being judged included.
+QUEUE_LIMIT = 32
+# A judgement that takes longer than this (a worker starved of CPU) answers "busy" instead.
+TIMEOUT_SECONDS = 15
+WORKER_NICENESS = 19
+
+_lock = threading.Lock()
+_pool: ProcessPoolExecutor | None = None
+_waiting = 0
+
+
+async def password_problem(password: str, *, user_inputs: list[str]) -> str | None:
+    """Why a new password is refused, or None (see rules.password_problem), judged off the loop."""
+    if problem := rules.password_shape_problem(password):
+        return problem  # too short, too long or unstorable: no need for the worker
+    global _waiting
+    with _lock:
+        if _waiting >= QUEUE_LIMIT:
+            raise HashingBusy()
+        _waiting += 1
+    try:
+        return await _judge(password, user_inputs)
+    finally:
+        with _lock:
+            _waiting -= 1
+
+
+async def _judge(password: str, user_inputs: list[str]) -> str | None:
+    loop = asyncio.get_running_loop()
+    for attempt in (1, 2):
+        try:
+            judge = partial(rules.password_problem, password, user_inputs=user_inputs)
+            future = loop.run_in_executor(_worker(), judge)
+            return await asyncio.wait_for(future, TIMEOUT_SECONDS)
+        except BrokenProcessPool:
+            _discard_worker()  # it died (killed, out of memory): one new one, once
+            if attempt == 2:
+                raise HashingBusy() from None
+        except TimeoutError:
+            raise HashingBusy() from None
+
+
+def _worker() -> ProcessPoolExecutor:
+    global _pool
+    with _lock:
+        if _pool is None:
+            # spawn, not fork: the server process has threads (hashing, SQLite), which fork copies badly.
+            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_lower_priority)
+        return _pool
+
+
+def _discard_worker() -> None:
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """In the worker: let the server's own processes have the CPU first."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
+
+
+atexit.register(_discard_worker)
