@@ -22,6 +22,7 @@ from authsite.config import Settings
 from authsite.csrf import Csrf
 from authsite.db import Database
 from authsite.headers import SecurityHeadersMiddleware
+from authsite.known_devices import DeviceCookies
 from authsite.logins import Logins
 from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
@@ -89,6 +90,7 @@ class AuthSite:
         self.logins: Logins | None = None
         self.limits = Limits.from_settings(settings)
         self.csrf: Csrf | None = None
+        self.devices: DeviceCookies | None = None
         self._purger: asyncio.Task | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -124,6 +126,7 @@ class AuthSite:
         key = self.settings.secret_key
         secret = key.get_secret_value() if key else load_or_create_secret_key(self.settings.data_dir)
         self.csrf = Csrf(secret, cookie_secure=self.settings.cookie_secure)
+        self.devices = DeviceCookies(secret)
         self.pages.csrf = self.csrf
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()

@@ -11,6 +11,10 @@ SECURE_CSRF_COOKIE = "__Host-csrftoken"
 # A one-time notice key for the page after a redirect (see flash.py).
 FLASH_COOKIE = "flash"
 SECURE_FLASH_COOKIE = "__Host-flash"
+# Which accounts this browser has signed in to (see known_devices.py); long-lived on purpose.
+DEVICE_COOKIE = "device"
+SECURE_DEVICE_COOKIE = "__Host-device"
+DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
 MAX_COOKIE_HEADER_BYTES = 8192
 
 
@@ -76,8 +80,6 @@ def clear_csrf_cookie(response: Response, *, secure: bool) -> None:
     response.delete_cookie(csrf_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax")
 
 
-
-
 def flash_cookie_name(secure: bool) -> str:
     return SECURE_FLASH_COOKIE if secure else FLASH_COOKIE
 
@@ -90,3 +92,14 @@ def set_flash_cookie(response: Response, key: str, *, secure: bool, max_age: int
 
 def clear_flash_cookie(response: Response, *, secure: bool) -> None:
     response.delete_cookie(flash_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="lax")
+
+
+def device_cookie_name(secure: bool) -> str:
+    return SECURE_DEVICE_COOKIE if secure else DEVICE_COOKIE
+
+
+def set_device_cookie(response: Response, value: str, *, secure: bool) -> None:
+    response.set_cookie(
+        device_cookie_name(secure), value, max_age=DEVICE_COOKIE_MAX_AGE, path="/", secure=secure, httponly=True,
+        samesite="lax",
+    )

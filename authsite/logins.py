@@ -43,6 +43,8 @@ class LoginRequest:
     user_agent: str | None = None
     via: str = "form"
     replaces: int | None = None  # the browser's current session, ended by this login
+    # (user id, nonce) of each account this browser's device cookie vouches for (known_devices.py).
+    known_device: tuple[tuple[int, str], ...] = ()
 
     def __repr__(self) -> str:  # never the password, not even in a traceback
         return f"LoginRequest(username={self.username!r}, via={self.via!r})"
@@ -164,11 +166,11 @@ class _Before:
     user: User | None = None
 
 
-def _reserve(conn: Connection, *, limits: Limits, username: str, ip: str | None, now: datetime,
+def _reserve(conn: Connection, *, limits: Limits, buckets: throttle.Buckets, now: datetime,
              throttled_event: Callable[[], dict]) -> _Before:
-    """Reserve the attempt in the name's and the address's buckets; a throttled burst is
-    audited once per bucket and window, not once per request (issue 12, item 4)."""
-    attempt = throttle.reserve(conn, [*limits.login(username, ip), *limits.login_address(ip)], now)
+    """Reserve the attempt in its buckets; a throttled burst is audited once per bucket and
+    window, not once per request (issue 12, item 4)."""
+    attempt = throttle.reserve(conn, buckets, now)
     if attempt.is_throttled:
         if throttle.is_first_in_window(conn, attempt.throttled_by, limits.login_account.window, now):
             events.store(conn, throttled_event())
@@ -177,20 +179,25 @@ def _reserve(conn: Connection, *, limits: Limits, username: str, ip: str | None,
 
 
 def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now: datetime) -> _Before:
-    throttled = partial(_event, Kind.LOGIN_FAILED, request, username=request.username, reason="throttled")
-    before = _reserve(conn, limits=limits, username=request.username, ip=request.ip, now=now,
-                      throttled_event=throttled)
-    if before.retry_after is not None or before.busy:
-        return before
     user = None
     if rules.is_plausible_username(request.username):
         row = conn.execute(_BY_NAME, {"key": rules.username_key(request.username)}).first()
         user = User(**row._mapping) if row is not None else None
+    # A browser that has signed in to this account before is counted on its own: strangers
+    # sharing its address (behind a proxy, a NAT) cannot lock the owner out (OWASP device cookies).
+    device = dict(request.known_device).get(user.id) if user is not None else None
+    if device is not None:
+        buckets = limits.login_device(device)
+    else:
+        buckets = [*limits.login(request.username, request.ip), *limits.login_address(request.ip)]
+    throttled = partial(_event, Kind.LOGIN_FAILED, request, username=request.username, reason="throttled")
+    before = _reserve(conn, limits=limits, buckets=buckets, now=now, throttled_event=throttled)
     return replace(before, user=user)
 
 
 def _reserve_check(conn: Connection, *, limits: Limits, check: PasswordCheck, now: datetime) -> _Before:
-    return _reserve(conn, limits=limits, username=check.user.username, ip=check.ip, now=now,
+    buckets = [*limits.login(check.user.username, check.ip), *limits.login_address(check.ip)]
+    return _reserve(conn, limits=limits, buckets=buckets, now=now,
                     throttled_event=partial(_check_event, check, reason="throttled"))
 
 

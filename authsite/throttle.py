@@ -229,6 +229,10 @@ class Limits:
         # their machine cannot lock its owner out everywhere.
         return [(f"login:{username_key(username)}|{client_key(ip)}", self.login_account)]
 
+    def login_device(self, nonce: str) -> list[tuple[str, Limit]]:
+        # A login vouched for by a device cookie: that cookie's own failures, wherever from.
+        return [(f"login-device:{nonce}", self.login_account)]
+
     def login_address(self, ip: str | None) -> list[tuple[str, Limit]]:
         # Failures from one address across all names (password spraying). Only failures
         # count, so many people behind one NAT logging in at once are never refused.

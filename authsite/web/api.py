@@ -71,7 +71,7 @@ def api_router(site) -> APIRouter:
         if outcome.user is None:
             return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = JSONResponse({"user": user_json(outcome.user)})
-        set_session(site, request, response, outcome.token, remember=body.remember)
+        set_session(site, request, response, outcome.token, user_id=outcome.user.id, remember=body.remember)
         return response
 
     @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn))

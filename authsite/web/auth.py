@@ -47,7 +47,7 @@ def auth_router(site) -> APIRouter:
             # so the form never tells an attacker which accounts exist.
             return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = RedirectResponse(next_path, status_code=303)
-        set_session(site, request, response, outcome.token, remember=remember)
+        set_session(site, request, response, outcome.token, user_id=outcome.user.id, remember=remember)
         return response
 
     @router.get("/logout")

@@ -16,9 +16,10 @@ async def attempt_login(site, request: Request, username: str, password: str, *,
                         remember: bool) -> LoginResult:
     """Check the login and, if it is right, start its session (set the cookie with `set_session`)."""
     current = request.scope.get(SESSION_SCOPE_KEY)
+    known = site.devices.accounts(request.cookies.get(_device_cookie(site, request)))
     return await site.logins.log_in(LoginRequest(
         username=username, password=password, remember=remember, ip=client_ip(request),
-        user_agent=request.headers.get("user-agent"), via=via,
+        user_agent=request.headers.get("user-agent"), via=via, known_device=tuple(known.items()),
         # Always a brand-new token, and the browser's old session ends: a token known before
         # login (planted by an attacker, say) must never become an authenticated session.
         replaces=current.id if current is not None else None,
@@ -37,16 +38,23 @@ async def log_in_user(site, request: Request, response: Response, user: User, *,
     ))
     if token is None:
         return False
-    set_session(site, request, response, token, remember=remember)
+    set_session(site, request, response, token, user_id=user.id, remember=remember)
     return True
 
 
-def set_session(site, request: Request, response: Response, token: str, *, remember: bool) -> None:
+def set_session(site, request: Request, response: Response, token: str, *, user_id: int, remember: bool) -> None:
+    """The new session's cookie, and this browser noted as one that has signed in to the account."""
     secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
     max_age = site.settings.remember_seconds if remember else None
     cookies.set_session_cookie(response, token, secure=secure, max_age=max_age)
     # The pre-login CSRF token dies here; forms now use the session-bound one.
     cookies.clear_csrf_cookie(response, secure=secure)
+    device = site.devices.with_account(request.cookies.get(cookies.device_cookie_name(secure)), user_id)
+    cookies.set_device_cookie(response, device, secure=secure)
+
+
+def _device_cookie(site, request: Request) -> str:
+    return cookies.device_cookie_name(cookies.is_secure(request.scope, site.settings.cookie_secure))
 
 
 async def log_out_user(site, request: Request, response: Response) -> None:
