@@ -61,6 +61,7 @@ class Logins:
     def __init__(self, *, database: Database, hasher: PasswordHasher, limits: Limits,
                  lifetimes: sessions.Lifetimes):
         self.database, self.hasher, self.limits, self.lifetimes = database, hasher, limits, lifetimes
+        self._waiting = 0  # attempts of this process sleeping until their turn
 
     async def log_in(self, request: LoginRequest) -> LoginResult:
         """Too many failures answer 429 even for the right password, and the same way whether
@@ -119,10 +120,14 @@ class Logins:
             before = await self.database.run(partial(reserve, now=utcnow()))
             if not before.busy:
                 return before
-            if waited >= MAX_TURN_WAIT_SECONDS:
+            if waited >= MAX_TURN_WAIT_SECONDS or self._waiting >= MAX_WAITING:
                 raise HashingBusy()
             pause = delay * (0.5 + random.random())  # jitter: racing attempts do not retry in step
-            await asyncio.sleep(pause)
+            self._waiting += 1
+            try:
+                await asyncio.sleep(pause)
+            finally:
+                self._waiting -= 1
             waited += pause
             delay = min(delay * 2, LONGEST_WAIT_SECONDS)
 
@@ -136,6 +141,9 @@ class Logins:
 FIRST_WAIT_SECONDS = 0.01
 LONGEST_WAIT_SECONDS = 0.25
 MAX_TURN_WAIT_SECONDS = 10
+# Each waiting attempt asks the database again now and then; beyond this many waiting at once in
+# one process, a newcomer is answered "busy" at once (a flood must not become a flood of queries).
+MAX_WAITING = 64
 
 
 @dataclass(frozen=True)
