@@ -9,7 +9,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import rules, sessions
-from authsite.models import Session, User
+from authsite.models import PasswordReset, Session, User
 
 PAGE_SIZE = 50
 PRIVILEGED_SCOPES = frozenset({"admin", "super"})
@@ -34,6 +34,7 @@ _SET_ACCOUNT = (
     .values(scopes=bindparam("scopes", type_=_user.c.scopes.type), is_active=bindparam("active"))
 )
 _END_SESSIONS = delete(Session.__table__).where(Session.__table__.c.user_id == bindparam("user_id"))
+_END_RESETS = delete(PasswordReset.__table__).where(PasswordReset.__table__.c.user_id == bindparam("user_id"))
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:id)")
 
 
@@ -135,6 +136,10 @@ def change_user(
     conn.execute(_SET_ACCOUNT, {"user_id": user_id, "scopes": scopes, "active": active})
     if not active:
         conn.execute(_END_SESSIONS, {"user_id": user_id})
+    if change.scopes_changed or change.active_changed:
+        # A pending reset link was judged against the account as it was (who may make one for
+        # whom); it does not outlive a change of standing, nor come back on reactivation.
+        conn.execute(_END_RESETS, {"user_id": user_id})
     return change
 
 
@@ -216,6 +221,14 @@ def check_may_issue_reset(actor: Actor, user: User) -> None:
     _check_may_touch(actor, user)
     if not user.is_active:
         raise AdminInvalid("This account is deactivated; activate it before sending a reset link.")
+
+
+def is_live_reset_issuer(*, issuer_id: int, issuer_scopes: Iterable[str], issuer_active: bool, user) -> bool:
+    """Whether an admin-made reset link may still be used: its maker is active, holds admin or
+    super, and may still touch the account as it is now (a plain admin's link for a plain user
+    must not become a way into an account that has since been made an admin)."""
+    issuer = Actor(id=issuer_id, scopes=frozenset(issuer_scopes))
+    return issuer_active and bool(issuer.scopes & PRIVILEGED_SCOPES) and _may_touch(issuer, user.id, user.scopes)
 
 
 def _check_may_touch(actor: Actor, user) -> None:

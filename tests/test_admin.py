@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, update
 from sqlmodel import select
 
 from authsite.models import PasswordReset, Session, User, utcnow
@@ -508,6 +508,103 @@ def test_a_super_user_can_log_out_reset_and_deactivate_an_admin(browser_of, supe
     assert reset_count(run_db, colleague.id) == 1
     assert save_user(superuser, colleague.id, ["authenticated", "admin"], active="false").status_code == 303
     assert not reload(run_db, colleague.id).is_active
+
+
+# A reset link made by an admin, checked again when it is used (item 14 of issue 12)
+
+def admins_link_for(browser, user_id) -> str:
+    return RESET_LINK.search(post_action(browser, user_id, "reset-link").text).group(2)
+
+
+def link_is_live(app, client, token) -> bool:
+    """Whether the link opens its form and sets a password, as its holder would find out."""
+    visitor = another_browser(app, client)
+    page = visitor.get(f"/auth/reset/{token}")
+    data = {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD, "csrf_token": form_token(visitor, "/auth/reset")}
+    used = visitor.post(f"/auth/reset/{token}", data=data)
+    assert (page.status_code, used.status_code) in ((200, 303), (400, 400)), (page.status_code, used.status_code)
+    if page.status_code == 400:
+        assert "invalid" in page.text and "invalid" in used.text
+    return used.status_code == 303
+
+
+def set_scopes_in_the_database(run_db, user_id, scopes) -> None:
+    """As a host app's own code, or a hand-run UPDATE, would: no admin page involved."""
+
+    async def write(db):
+        await db.exec(update(User).where(User.id == user_id).values(scopes=scopes))
+        await db.commit()
+
+    run_db(write)
+
+
+def test_an_admins_link_dies_when_a_super_makes_the_user_an_admin(app, client, admin, superuser, alice):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(superuser, alice.id, ["authenticated", "admin"]).status_code == 303
+
+    assert not link_is_live(app, client, token)
+
+
+def test_an_admins_link_dies_when_the_user_gains_admin_by_any_route(app, client, admin, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    set_scopes_in_the_database(run_db, alice.id, ["authenticated", "admin"])
+
+    assert not link_is_live(app, client, token)
+
+
+def test_an_admins_link_dies_when_the_admin_loses_admin(app, client, admin, superuser, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(superuser, find(run_db, "ada").id, ["authenticated"]).status_code == 303
+
+    assert not link_is_live(app, client, token)
+
+
+def test_an_admins_link_dies_when_the_admin_is_deactivated(app, client, admin, superuser, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(superuser, find(run_db, "ada").id, ["authenticated", "admin"], active="false").status_code == 303
+
+    assert not link_is_live(app, client, token)
+
+
+def test_the_link_records_the_admin_who_made_it(admin, alice, run_db):
+    admins_link_for(admin, alice.id)
+
+    rows = run_db(lambda db: _all(db, select(PasswordReset.issued_by).where(PasswordReset.user_id == alice.id)))
+    assert rows == [find(run_db, "ada").id]
+
+
+async def _all(db, statement):
+    return list((await db.exec(statement)).all())
+
+
+def test_a_super_users_link_for_an_admin_still_works(app, client, superuser, make_user):
+    colleague = make_user("cole", scopes=("authenticated", "admin"))
+    token = admins_link_for(superuser, colleague.id)
+
+    assert link_is_live(app, client, token)
+
+
+def test_changing_a_users_permissions_voids_their_reset_links(app, client, admin, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(admin, alice.id, ["authenticated", "reports"]).status_code == 303
+
+    assert reset_count(run_db, alice.id) == 0
+    assert not link_is_live(app, client, token)
+
+
+def test_a_link_does_not_come_back_when_the_account_is_reactivated(app, client, admin, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(admin, alice.id, active="false").status_code == 303
+    assert save_user(admin, alice.id, active="true").status_code == 303
+
+    assert reset_count(run_db, alice.id) == 0
+    assert not link_is_live(app, client, token)
 
 
 # The last super user

@@ -87,7 +87,7 @@ def admin_router(site) -> APIRouter:
                 raise HTTPException(403, str(exc)) from None
             except user_admin.AdminInvalid as exc:
                 return await _user_page(request, user_id, error=str(exc))
-            token = await resets.create_reset_token(db=db, user=user)
+            token = await resets.create_reset_token(db=db, user=user, issued_by=request.user.id)
         await audit(site, request, Kind.RESET_REQUESTED, user_id=user_id, actor_id=request.user.id, via="admin")
         link = f"{site.settings.public_url}/auth/reset/{token}"
         return no_referrer_path(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
