@@ -199,6 +199,9 @@ async def update_profile(
         await _confirm(confirm, user, current_password)
         if email and (other := await get_user_by_email(db, email)) and other.id != user.id:
             raise AccountError("email", EMAIL_TAKEN)
+    if (email or None) != user.email:
+        # A pending link went to the old address, which may be exactly what the owner is leaving.
+        await db.exec(delete(PasswordReset).where(PasswordReset.user_id == user.id))
     user.first_name, user.last_name = first_name or None, last_name or None
     user.email, user.email_key = email, rules.email_key(email) if email else None
     db.add(user)
@@ -215,6 +218,8 @@ async def set_user_active(*, db: AsyncSession, user: User, active: bool) -> None
     db.add(user)
     if not active:
         await sessions.end_user_sessions(db=db, user_id=user.id, commit=False)
+        # Gone, not just refused while inactive: reactivating brings no old link back.
+        await db.exec(delete(PasswordReset).where(PasswordReset.user_id == user.id))
     await db.commit()
 
 

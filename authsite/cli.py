@@ -5,11 +5,12 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from authsite import accounts, events, resets, schema, sessions
+from authsite import accounts, events, resets, schema, sessions, user_admin
 from authsite.config import Settings
 from authsite.db import Database
 from authsite.models import DEFAULT_SCOPES
@@ -79,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     set_pw.add_argument("name")
     set_pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     set_pw.set_defaults(handler=set_password)
+
+    set_scopes_cmd = commands.add_parser(
+        "set-scopes", help="set a user's scopes to exactly those given (and authenticated); keeps one active super"
+    )
+    set_scopes_cmd.add_argument("name")
+    set_scopes_cmd.add_argument("--scope", action="append", default=[], help="a scope to hold, e.g. admin or super; repeatable")
+    set_scopes_cmd.set_defaults(handler=set_scopes)
 
     link = commands.add_parser("reset-link", help="print a one-time password-reset link (for sites without mail)")
     link.add_argument("name")
@@ -168,6 +176,36 @@ def set_password(settings: Settings, args: argparse.Namespace) -> int:
             await accounts.set_password(db=session, hasher=hasher, user=user, password=password)
         await events.AuditLog(db).record(events.Kind.PASSWORD_CHANGED, user_id=user.id, via="cli")
         print(f"password changed for {user.username!r}; their sessions have ended")
+
+    _run_with_database(settings, change)
+    return 0
+
+
+def set_scopes(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        scopes = user_admin.clean_scopes(args.scope)
+    except user_admin.AdminInvalid as exc:
+        raise CommandFailed(str(exc)) from None
+
+    async def change(db: Database, hasher: PasswordHasher) -> None:
+        async with db.sessionmaker() as session:
+            user = await accounts.get_user_by_username(session, args.name)
+        if user is None:
+            raise CommandFailed(f"no user named {args.name!r}")
+        # The operator is bound by one rule only: an active super user remains.
+        work = partial(user_admin.change_user, actor_id=None, user_id=user.id, scopes=scopes, active=None,
+                       grantable=frozenset())
+        try:
+            done = await db.run(work)
+        except (user_admin.AdminInvalid, user_admin.NoSuchUser) as exc:
+            raise CommandFailed(f"{user.username!r} keeps their scopes: {exc}") from None
+        if not done.scopes_changed:
+            print(f"{done.username!r} already holds {', '.join(scopes)}; nothing changed")
+            return
+        await events.AuditLog(db).record(events.Kind.SCOPES_CHANGED, user_id=user.id, via="cli",
+                                         before=done.before, after=scopes)
+        print(f"{done.username!r} now holds {', '.join(scopes)} (before: {', '.join(done.before)}); "
+              "any reset link pending for them is void")
 
     _run_with_database(settings, change)
     return 0

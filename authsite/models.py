@@ -74,8 +74,9 @@ class PasswordReset(SQLModel, table=True):
     expires_at: datetime
     # The admin who made the link on the user's page (NULL: asked for by mail, or by the
     # `reset-link` command); the admin's standing is checked again when the link is used.
+    # CASCADE: a link whose maker is gone dies with them rather than pass for a mailed one.
     issued_by: int | None = Field(
-        default=None, sa_column=Column(Integer, ForeignKey("user.id", ondelete="SET NULL"), nullable=True)
+        default=None, sa_column=Column(Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=True)
     )
 
 

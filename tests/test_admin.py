@@ -2,29 +2,40 @@
 permissions and status, ending sessions, reset links; and the rules that keep a site
 from losing its last super user or letting an admin take over a fellow admin."""
 
+import asyncio
 import html
 import re
 from urllib.parse import quote
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, update
 from sqlmodel import select
 
 from authsite.models import PasswordReset, Session, User, utcnow
-from support import PASSWORD, form_token, log_in, statements_sent
+from support import PASSWORD, csrf_from, form_token, log_in, statements_sent
 
 NEW_PASSWORD = "new password 456"
 USER_LINK = re.compile(r'<td data-label="Username"><a href="/admin/users/(\d+)">([^<]+)</a>')
 NEXT_PAGE = re.compile(r'href="(/admin/users\?[^"]*)"[^>]*>\s*Next page')
 RESET_LINK = re.compile(r'value="(https?://[^"]+/auth/reset/([A-Za-z0-9_-]+))"')
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]*"')
+SCOPE_BOX = re.compile(r'<input [^>]*name="scopes" type="checkbox" value="([^"]+)"[^>]*>')
 NO_SUCH_ID = 987654
+# A plain admin may hand out `reports` (AUTHSITE_ADMIN_GRANTABLE_SCOPES); `billing` and every
+# other scope are for super users.
+GRANTABLE = "reports"
 
 GET_PAGES = ["/admin/users", "/admin/users/{id}", "/admin/events"]
 POST_ACTIONS = ["/admin/users/{id}", "/admin/users/{id}/revoke-sessions", "/admin/users/{id}/reset-link"]
 EVERY_ROUTE = [("GET", path) for path in GET_PAGES] + [("POST", path) for path in POST_ACTIONS]
 ROUTES_WITH_AN_ID = [("GET", "/admin/users/{id}")] + [("POST", path) for path in POST_ACTIONS]
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings(admin_grantable_scopes=GRANTABLE)
 
 
 def another_browser(app, client) -> TestClient:
@@ -499,51 +510,234 @@ def test_a_super_user_can_log_out_reset_and_deactivate_an_admin(browser_of, supe
     assert not reload(run_db, colleague.id).is_active
 
 
-# The last super user
+# A reset link made by an admin, checked again when it is used (item 14 of issue 12)
 
-def test_the_last_super_user_cannot_drop_super_or_deactivate_themselves(superuser, run_db):
+def admins_link_for(browser, user_id) -> str:
+    return RESET_LINK.search(post_action(browser, user_id, "reset-link").text).group(2)
+
+
+def link_is_live(app, client, token) -> bool:
+    """Whether the link opens its form and sets a password, as its holder would find out."""
+    visitor = another_browser(app, client)
+    page = visitor.get(f"/auth/reset/{token}")
+    data = {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD, "csrf_token": form_token(visitor, "/auth/reset")}
+    used = visitor.post(f"/auth/reset/{token}", data=data)
+    assert (page.status_code, used.status_code) in ((200, 303), (400, 400)), (page.status_code, used.status_code)
+    if page.status_code == 400:
+        assert "invalid" in page.text and "invalid" in used.text
+    return used.status_code == 303
+
+
+def set_scopes_in_the_database(run_db, user_id, scopes) -> None:
+    """As a host app's own code, or a hand-run UPDATE, would: no admin page involved."""
+
+    async def write(db):
+        await db.exec(update(User).where(User.id == user_id).values(scopes=scopes))
+        await db.commit()
+
+    run_db(write)
+
+
+def test_an_admins_link_dies_when_a_super_makes_the_user_an_admin(app, client, admin, superuser, alice):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(superuser, alice.id, ["authenticated", "admin"]).status_code == 303
+
+    assert not link_is_live(app, client, token)
+
+
+def test_an_admins_link_dies_when_the_user_gains_admin_by_any_route(app, client, admin, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    set_scopes_in_the_database(run_db, alice.id, ["authenticated", "admin"])
+
+    assert not link_is_live(app, client, token)
+
+
+def test_an_admins_link_dies_when_the_admin_loses_admin(app, client, admin, superuser, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(superuser, find(run_db, "ada").id, ["authenticated"]).status_code == 303
+
+    assert not link_is_live(app, client, token)
+
+
+def test_an_admins_link_dies_when_the_admin_is_deactivated(app, client, admin, superuser, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(superuser, find(run_db, "ada").id, ["authenticated", "admin"], active="false").status_code == 303
+
+    assert not link_is_live(app, client, token)
+
+
+def test_the_link_records_the_admin_who_made_it(admin, alice, run_db):
+    admins_link_for(admin, alice.id)
+
+    rows = run_db(lambda db: _all(db, select(PasswordReset.issued_by).where(PasswordReset.user_id == alice.id)))
+    assert rows == [find(run_db, "ada").id]
+
+
+async def _all(db, statement):
+    return list((await db.exec(statement)).all())
+
+
+def test_a_super_users_link_for_an_admin_still_works(app, client, superuser, make_user):
+    colleague = make_user("cole", scopes=("authenticated", "admin"))
+    token = admins_link_for(superuser, colleague.id)
+
+    assert link_is_live(app, client, token)
+
+
+def test_changing_a_users_permissions_voids_their_reset_links(app, client, admin, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(admin, alice.id, ["authenticated", "reports"]).status_code == 303
+
+    assert reset_count(run_db, alice.id) == 0
+    assert not link_is_live(app, client, token)
+
+
+def test_a_link_does_not_come_back_when_the_account_is_reactivated(app, client, admin, alice, run_db):
+    token = admins_link_for(admin, alice.id)
+
+    assert save_user(admin, alice.id, active="false").status_code == 303
+    assert save_user(admin, alice.id, active="true").status_code == 303
+
+    assert reset_count(run_db, alice.id) == 0
+    assert not link_is_live(app, client, token)
+
+
+# The last super user
+# (Nobody changes their own scopes any more (issue 12, item 15), so a super user steps down by
+# deactivating themselves, or has another super, or the `set-scopes` command, take super away.)
+
+def test_the_last_super_user_cannot_deactivate_themselves(superuser, run_db):
     root = find(run_db, "root")
 
-    for scopes, active in ((["authenticated"], "true"), (["authenticated", "super"], "false")):
-        response = save_user(superuser, root.id, scopes, active=active)
+    response = save_user(superuser, root.id, ["authenticated", "super"], active="false")
 
-        assert response.status_code == 400, (scopes, active)
-        assert "last super user" in response.text
-    assert reload(run_db, root.id).scopes == ["authenticated", "super"]
+    assert response.status_code == 400
+    assert "last super user" in response.text
     assert reload(run_db, root.id).is_active
     assert is_logged_in(superuser)
 
 
-@pytest.mark.parametrize(("scopes", "active"), [(["authenticated"], "true"), (["authenticated", "super"], "false")])
-def test_a_super_user_can_step_down_while_another_super_is_active(superuser, make_user, run_db, scopes, active):
+def test_a_super_user_can_deactivate_themselves_while_another_super_is_active(superuser, make_user, run_db):
     make_user("deputy", scopes=("authenticated", "super"))
     root = find(run_db, "root")
 
-    response = save_user(superuser, root.id, scopes, active=active)
+    response = save_user(superuser, root.id, ["authenticated", "super"], active="false")
 
     assert response.status_code == 303
-    assert reload(run_db, root.id).scopes == scopes
-    assert reload(run_db, root.id).is_active == (active == "true")
+    assert not reload(run_db, root.id).is_active
 
 
 def test_a_deactivated_second_super_does_not_count(superuser, make_user, run_db):
     make_user("deputy", scopes=("authenticated", "super"), active=False)
     root = find(run_db, "root")
 
-    response = save_user(superuser, root.id, ["authenticated"])
+    response = save_user(superuser, root.id, ["authenticated", "super"], active="false")
 
     assert response.status_code == 400
-    assert reload(run_db, root.id).scopes == ["authenticated", "super"]
+    assert reload(run_db, root.id).is_active
 
 
 def test_a_permission_merely_containing_super_does_not_count_as_super(superuser, make_user, run_db):
     make_user("deputy", scopes=("authenticated", "super-reports"))
     root = find(run_db, "root")
 
-    response = save_user(superuser, root.id, ["authenticated"])
+    response = save_user(superuser, root.id, ["authenticated", "super"], active="false")
 
     assert response.status_code == 400
+    assert reload(run_db, root.id).is_active
+
+
+# Own scopes, and what a plain admin may grant (item 15 of issue 12)
+
+def scope_boxes(page: str) -> dict[str, bool]:
+    """The permission checkboxes the page offers: scope -> whether it can be changed."""
+    return {m.group(1): " disabled" not in m.group(0) for m in SCOPE_BOX.finditer(page)}
+
+
+def test_an_admin_cannot_grant_itself_a_custom_scope(admin, run_db):
+    ada = find(run_db, "ada")
+
+    for scope in ("billing", "reports:write", "reports"):
+        response = save_user(admin, ada.id, ["authenticated", "admin", scope])
+
+        assert response.status_code == 403, scope
+        assert "your own permissions" in response.text
+    assert reload(run_db, ada.id).scopes == ["authenticated", "admin"]
+
+
+def test_a_super_user_cannot_change_their_own_scopes_either(superuser, make_user, run_db):
+    make_user("deputy", scopes=("authenticated", "super"))
+    root = find(run_db, "root")
+
+    for scopes in (["authenticated", "super", "billing"], ["authenticated"]):
+        response = save_user(superuser, root.id, scopes)
+
+        assert response.status_code == 403, scopes
+        assert "your own permissions" in response.text
     assert reload(run_db, root.id).scopes == ["authenticated", "super"]
+
+
+def test_an_admin_cannot_grant_a_scope_that_is_not_admin_grantable(admin, alice, run_db):
+    for scope in ("billing", "reports:write"):
+        response = save_user(admin, alice.id, ["authenticated", scope])
+
+        assert response.status_code == 403, scope
+        assert "super" in response.text
+    assert reload(run_db, alice.id).scopes == ["authenticated"]
+
+
+def test_an_admin_cannot_remove_a_scope_that_is_not_admin_grantable(admin, make_user, run_db):
+    bob = make_user("bob", scopes=("authenticated", "billing"))
+
+    response = save_user(admin, bob.id, ["authenticated"])
+
+    assert response.status_code == 403
+    assert reload(run_db, bob.id).scopes == ["authenticated", "billing"]
+
+
+def test_an_admin_grants_a_grantable_scope_and_keeps_the_others(admin, make_user, run_db):
+    bob = make_user("bob", scopes=("authenticated", "billing"))
+
+    assert save_user(admin, bob.id, ["authenticated", "billing", "reports"]).status_code == 303
+
+    assert reload(run_db, bob.id).scopes == ["authenticated", "billing", "reports"]
+
+
+def test_a_super_user_grants_any_custom_scope(superuser, alice, run_db):
+    assert save_user(superuser, alice.id, ["authenticated", "billing", "reports:write"]).status_code == 303
+
+    assert reload(run_db, alice.id).scopes == ["authenticated", "billing", "reports:write"]
+
+
+def test_the_page_offers_a_plain_admin_only_the_grantable_scopes(admin, make_user):
+    bob = make_user("bob", scopes=("authenticated", "billing"))
+
+    page = admin.get(f"/admin/users/{bob.id}").text
+
+    assert scope_boxes(page) == {"admin": False, "super": False, "reports": True, "billing": False}
+    assert 'id="new-scope"' not in page
+
+
+def test_the_page_offers_a_super_user_every_scope_and_a_new_one(superuser, make_user):
+    bob = make_user("bob", scopes=("authenticated", "billing"))
+
+    page = superuser.get(f"/admin/users/{bob.id}").text
+
+    assert scope_boxes(page) == {"admin": True, "super": True, "reports": True, "billing": True}
+    assert 'id="new-scope"' in page
+
+
+def test_your_own_page_shows_your_scopes_read_only(admin, run_db):
+    page = admin.get(f"/admin/users/{find(run_db, 'ada').id}").text
+
+    assert not any(scope_boxes(page).values())
+    assert 'id="new-scope"' not in page
+    assert "your own permissions" in page
 
 
 # Unknown ids, CSRF
@@ -630,3 +824,85 @@ def query_plan(run_db, sql: str, params, is_postgres: bool) -> str:
         return "\n".join(str(row[0] if is_postgres else row[-1]) for row in rows)
 
     return run_db(explain)
+
+
+# Two supers at the same instant (item 12 of issue 12)
+
+RACE_ROUNDS = 4
+
+
+async def _logged_in_browser(app, username: str):
+    browser = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://testserver")
+    page = await browser.get("/auth/login")
+    data = {"username": username, "password": PASSWORD, "csrf_token": csrf_from(page.text)}
+    assert (await browser.post("/auth/login", data=data)).status_code == 303
+    return browser
+
+
+def supers_acting_on_each_other_at_once(app, client, make_user, run_db, form_for):
+    """Each round: two fresh supers, each submitting `form_for(other)` on the other's page at the
+    same instant. Returns per round the two answers and the two accounts as they end up."""
+    rounds = []
+    for i in range(RACE_ROUNDS):
+        names = (f"root{i}a", f"root{i}b")
+        ids = [make_user(name, scopes=("authenticated", "super")).id for name in names]
+
+        async def race():
+            browsers = [await _logged_in_browser(app, name) for name in names]
+            try:
+                forms = []
+                for browser, target in zip(browsers, reversed(ids)):
+                    page = await browser.get(f"/admin/users/{target}")
+                    forms.append({**form_for(target), "csrf_token": csrf_from(page.text)})
+                return await asyncio.gather(
+                    *(browser.post(f"/admin/users/{target}", data=form)
+                      for browser, target, form in zip(browsers, reversed(ids), forms))
+                )
+            finally:
+                for browser in browsers:
+                    await browser.aclose()
+
+        answers = client.portal.call(race)
+        rounds.append((answers, [reload(run_db, user_id) for user_id in ids]))
+    return rounds
+
+
+def active_supers(accounts) -> list[str]:
+    return [a.username for a in accounts if a.is_active and "super" in a.scopes]
+
+
+def outcome(answer, target_id: int) -> str:
+    """"done", or how the change was refused: by the rules ("refused: <message>"), or because
+    the other change had already logged this super out ("logged out")."""
+    if answer.status_code == 303 and answer.headers["location"] == f"/admin/users/{target_id}":
+        return "done"
+    if answer.status_code == 303 and answer.headers["location"].startswith("/auth/login"):
+        return "logged out"
+    assert answer.status_code == 403, (answer.status_code, answer.text)
+    return "refused: " + html.unescape(re.sub(r"<[^>]+>", " ", answer.text))
+
+
+def assert_exactly_one_won(rounds, *, refusal: str) -> None:
+    for answers, accounts in rounds:
+        outcomes = [outcome(answer, account.id) for answer, account in zip(answers, reversed(accounts))]
+        assert sorted(o == "done" for o in outcomes) == [False, True], outcomes
+        lost = next(o for o in outcomes if o != "done")
+        assert lost == "logged out" or refusal in lost or "permission" in lost, lost
+        assert len(active_supers(accounts)) == 1, accounts
+
+
+def test_two_supers_demoting_each_other_at_once_leave_one_super(app, client, make_user, run_db):
+    rounds = supers_acting_on_each_other_at_once(
+        app, client, make_user, run_db, lambda target: {"scopes": ["authenticated", ""], "active": "true"}
+    )
+
+    assert_exactly_one_won(rounds, refusal="no longer holds admin or super")
+
+
+def test_two_supers_deactivating_each_other_at_once_leave_one_active(app, client, make_user, run_db):
+    rounds = supers_acting_on_each_other_at_once(
+        app, client, make_user, run_db,
+        lambda target: {"scopes": ["authenticated", "super", ""], "active": "false"},
+    )
+
+    assert_exactly_one_won(rounds, refusal="no longer active")

@@ -111,6 +111,12 @@ def save_user(browser, user_id, scopes, active="true"):
 
 
 @pytest.fixture
+def settings(make_settings):
+    # The admin below is a plain admin; the site lets it hand out `reports`.
+    return make_settings(admin_grantable_scopes="reports")
+
+
+@pytest.fixture
 def admin(app, client, make_user) -> TestClient:
     make_user("ada", scopes=("authenticated", "admin"))
     browser = another_browser(app, client)

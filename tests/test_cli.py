@@ -6,7 +6,7 @@ import subprocess
 import pytest
 from fastapi.testclient import TestClient
 
-from authsite import Settings, accounts, create_app
+from authsite import Settings, accounts, create_app, events
 from support import PASSWORD, log_in
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -29,7 +29,7 @@ def test_help_lists_every_command(run_cli):
     result = run_cli("--help")
 
     assert result.returncode == 0, result.stderr
-    for command in ("serve", "create-user", "set-password"):
+    for command in ("serve", "create-user", "set-password", "set-scopes"):
         assert command in result.stdout
 
 
@@ -137,3 +137,75 @@ def test_admin_variables_leave_an_existing_user_alone(make_user, make_settings):
         assert log_in(client, "root", NEW_PASSWORD).status_code == 401
         assert log_in(client, "root", PASSWORD).status_code == 303
         assert client.get("/api/me").json()["scopes"] == ["authenticated"]
+
+
+# set-scopes: an operator's way back when no super user is left (item 12 of issue 12)
+
+def scopes_of(run_db, name: str) -> list[str]:
+    return find_user(run_db, name).scopes
+
+
+def test_set_scopes_sets_exactly_the_given_scopes(run_cli, make_user, run_db):
+    make_user("bob", scopes=("authenticated", "reports", "billing"))
+
+    result = run_cli("set-scopes", "bob", "--scope", "admin", "--scope", "reports")
+
+    assert result.returncode == 0, result.stderr
+    assert scopes_of(run_db, "bob") == ["authenticated", "admin", "reports"]
+    assert "bob" in result.stdout and "admin, reports" in result.stdout
+
+
+def test_set_scopes_makes_a_super_user_when_none_is_left(run_cli, make_user, client):
+    make_user("root", scopes=("authenticated", "admin"))
+
+    result = run_cli("set-scopes", "root", "--scope", "super")
+
+    assert result.returncode == 0, result.stderr
+    assert log_in(client, "root").status_code == 303
+    assert client.get("/admin/users").status_code == 200
+
+
+def test_set_scopes_without_a_scope_leaves_only_authenticated(run_cli, make_user, run_db):
+    make_user("bob", scopes=("authenticated", "reports"))
+
+    assert run_cli("set-scopes", "bob").returncode == 0
+
+    assert scopes_of(run_db, "bob") == ["authenticated"]
+
+
+def test_set_scopes_refuses_to_remove_the_last_active_super(run_cli, make_user, run_db):
+    make_user("root", scopes=("authenticated", "super"))
+    make_user("deputy", scopes=("authenticated", "super"), active=False)
+
+    result = run_cli("set-scopes", "root", "--scope", "admin")
+
+    assert_failed_in_one_line(result, "last", "super")
+    assert scopes_of(run_db, "root") == ["authenticated", "super"]
+
+
+def test_set_scopes_removes_super_while_another_super_is_active(run_cli, make_user, run_db):
+    make_user("root", scopes=("authenticated", "super"))
+    make_user("deputy", scopes=("authenticated", "super"))
+
+    assert run_cli("set-scopes", "root", "--scope", "admin").returncode == 0
+
+    assert scopes_of(run_db, "root") == ["authenticated", "admin"]
+
+
+def test_set_scopes_is_audited_as_done_from_the_shell(run_cli, make_user, run_db):
+    bob = make_user("bob")
+
+    assert run_cli("set-scopes", "bob", "--scope", "reports").returncode == 0
+
+    [event] = run_db(lambda db: events.list_events(db=db, kind=events.Kind.SCOPES_CHANGED))
+    assert event.user_id == bob.id
+    assert event.actor_id is None
+    assert event.detail == {"via": "cli", "before": ["authenticated"], "after": ["authenticated", "reports"]}
+
+
+def test_set_scopes_refuses_an_unknown_user_or_a_bad_scope_name(run_cli, make_user, run_db):
+    make_user("bob")
+
+    assert_failed_in_one_line(run_cli("set-scopes", "nobody", "--scope", "admin"), "nobody")
+    assert_failed_in_one_line(run_cli("set-scopes", "bob", "--scope", "Two Words"), "Two Words", "permission")
+    assert scopes_of(run_db, "bob") == ["authenticated"]

@@ -195,7 +195,7 @@ def test_an_admin_saving_a_user_is_told_the_changes_were_saved(app, client, make
     alice = make_user("alice")
     assert log_in(client, "ada").status_code == 303
 
-    response = post_form(client, f"/admin/users/{alice.id}", f"/admin/users/{alice.id}", scopes="reports", active="true")
+    response = post_form(client, f"/admin/users/{alice.id}", f"/admin/users/{alice.id}", scopes="authenticated", active="true")
 
     assert response.headers["location"] == f"/admin/users/{alice.id}"
     assert notice_on(follow(client, response)) == "Changes saved."

@@ -459,7 +459,9 @@ def stage(tmp_path_factory, postgres_url) -> Iterator[Stage]:
     if postgres_url:
         asyncio.run(wipe_postgres_schema(postgres_url))
     database_url = postgres_url or f"sqlite+aiosqlite:///{data_dir / 'authsite.db'}"
-    settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, **GENEROUS_LIMITS)
+    # The admin route's form grants `editor`, which this site lets a plain admin hand out.
+    settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, admin_grantable_scopes="editor",
+                        **GENEROUS_LIMITS)
     app = create_app(settings)
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as visitor:
         stage = Stage(site=app.state.authsite, browsers={"visitor": visitor})

@@ -306,6 +306,26 @@ def test_changing_the_password_on_the_account_page_voids_the_link(client, site, 
     assert_invalid_link_page(choose_password(client, token))
 
 
+def test_changing_the_email_on_the_account_page_voids_the_link(client, site, settings, alice, stranger):
+    # The link went to the old address: whoever still reads it must not get the account.
+    token = mailed_token(client, site, settings)
+    assert log_in(stranger).status_code == 303
+    change = {"first_name": "", "last_name": "", "email": "alice@new.example.com", "current_password": PASSWORD,
+              "csrf_token": form_token(stranger, "/account")}
+    assert stranger.post("/account/profile", data=change).status_code == 303
+
+    assert_invalid_link_page(choose_password(client, token))
+
+
+def test_changing_only_the_name_keeps_the_link(client, site, settings, alice, stranger):
+    token = mailed_token(client, site, settings)
+    assert log_in(stranger).status_code == 303
+    change = {"first_name": "Alice", "last_name": "", "email": ALICE_EMAIL, "csrf_token": form_token(stranger, "/account")}
+    assert stranger.post("/account/profile", data=change).status_code == 303
+
+    assert choose_password(client, token).status_code == 303
+
+
 def test_setting_the_password_another_way_voids_the_link(client, site, settings, alice, run_db):
     token = mailed_token(client, site, settings)
 
@@ -338,6 +358,20 @@ def test_a_deactivated_users_link_stops_working(client, site, settings, alice, r
 
     run_db(deactivate)
 
+    assert_invalid_link_page(choose_password(client, token))
+
+
+def test_a_deactivated_users_link_does_not_come_back_on_reactivation(client, site, settings, alice, run_db):
+    token = mailed_token(client, site, settings)
+
+    async def deactivate_then_reactivate(db):
+        user = await accounts.get_user_by_username(db, "alice")
+        await accounts.set_user_active(db=db, user=user, active=False)
+        await accounts.set_user_active(db=db, user=user, active=True)
+
+    run_db(deactivate_then_reactivate)
+
+    assert reset_rows(run_db) == []
     assert_invalid_link_page(choose_password(client, token))
 
 

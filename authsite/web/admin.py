@@ -1,5 +1,6 @@
 """Admin pages: find users, change their permissions, deactivate them, read the audit log."""
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -19,6 +20,7 @@ def admin_router(site) -> APIRouter:
     # user without the scope gets the same 403 whether or not an id exists.
     router = APIRouter(prefix="/admin", dependencies=[Depends(guards.admin_user)])
     Form = Annotated[dict, Depends(checked_form(lambda: site.csrf, repeatable=("scopes",)))]
+    grantable = site.settings.admin_grantable
 
     @router.get("")
     async def admin_home() -> Response:
@@ -44,21 +46,22 @@ def admin_router(site) -> APIRouter:
         active = form.get("active", "true")
         if active not in ("true", "false"):
             return await _user_page(request, user_id, error="'active' must be true or false.")
-        async with site.database.sessionmaker() as db:
-            user = await _user_or_404(db, user_id)
-            try:
-                scopes = user_admin.clean_scopes(form["scopes"])
-                old_scopes, active_changed = await user_admin.change_user(
-                    db=db, actor=_actor(request), user=user, scopes=scopes, active=active == "true"
-                )
-            except user_admin.AdminRefused as exc:
-                raise HTTPException(403, str(exc)) from None
-            except user_admin.AdminInvalid as exc:
-                return await _user_page(request, user_id, error=str(exc))
-        if set(old_scopes) != set(scopes):
+        try:
+            scopes = user_admin.clean_scopes(form["scopes"])
+            change = await site.database.run(partial(
+                user_admin.change_user, actor_id=request.user.id, user_id=user_id, scopes=scopes,
+                active=active == "true", grantable=grantable,
+            ))
+        except user_admin.NoSuchUser:
+            raise HTTPException(404, "No such user.") from None
+        except user_admin.AdminRefused as exc:
+            raise HTTPException(403, str(exc)) from None
+        except user_admin.AdminInvalid as exc:
+            return await _user_page(request, user_id, error=str(exc))
+        if change.scopes_changed:
             await audit(site, request, Kind.SCOPES_CHANGED, user_id=user_id, actor_id=request.user.id,
-                        before=old_scopes, after=scopes)
-        if active_changed:
+                        before=change.before, after=scopes)
+        if change.active_changed:
             kind = Kind.ACTIVATED if active == "true" else Kind.DEACTIVATED
             await audit(site, request, kind, user_id=user_id, actor_id=request.user.id)
         return back_to_user(request, user_id, "user_saved")
@@ -84,7 +87,7 @@ def admin_router(site) -> APIRouter:
                 raise HTTPException(403, str(exc)) from None
             except user_admin.AdminInvalid as exc:
                 return await _user_page(request, user_id, error=str(exc))
-            token = await resets.create_reset_token(db=db, user=user)
+            token = await resets.create_reset_token(db=db, user=user, issued_by=request.user.id)
         await audit(site, request, Kind.RESET_REQUESTED, user_id=user_id, actor_id=request.user.id, via="admin")
         link = f"{site.settings.public_url}/auth/reset/{token}"
         return no_referrer_path(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
@@ -104,8 +107,10 @@ def admin_router(site) -> APIRouter:
             user = await _user_or_404(db, user_id)
             live = await sessions.list_user_sessions(db=db, user_id=user_id)
             recent = await events.recent_events_for_user(db=db, user_id=user_id, limit=20)
-        context = {"account": user, "session_count": len(live), "events": recent,
-                   "error": error, "actor_is_super": _actor(request).is_super}
+        actor = _actor(request)
+        context = {"account": user, "session_count": len(live), "events": recent, "error": error,
+                   "scope_choices": user_admin.scope_choices(actor, user, grantable), "is_self": user.id == actor.id,
+                   "may_add_scope": actor.is_super and user.id != actor.id}
         return site.pages.render(request, "admin_user.html", context, status_code=400 if error else 200)
 
     return router

@@ -148,6 +148,8 @@ def live_site(tmp_path_factory) -> Iterator[Site]:
         "AUTHSITE_LOGIN_IP_MAX_FAILURES": "1000",
         "AUTHSITE_SIGNUP_MAX_PER_IP": "1000",
         "AUTHSITE_RESET_MAX_PER_IP": "1000",
+        # What a plain admin may hand out (the admin tests check its box).
+        "AUTHSITE_ADMIN_GRANTABLE_SCOPES": "reports",
     }
     log = (root / "server.log").open("w")
     server = subprocess.Popen([sys.executable, str(RUN_PY)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)

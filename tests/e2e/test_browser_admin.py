@@ -29,17 +29,30 @@ def test_a_super_user_grants_admin_and_the_user_can_then_open_the_admin_pages(ne
     expect(bobs_page.get_by_role("heading", name="Users")).to_be_visible()
 
 
-def test_an_admin_adds_a_custom_permission_by_typing_it(page, new_user):
+def test_an_admin_grants_a_permission_the_site_lets_admins_hand_out(page, new_user):
     admin, carol = new_user("ada", "admin"), new_user("carol")
     log_in(page, admin)
     page.goto(f"/admin/users?q={carol.username}")
     page.get_by_role("link", name=carol.username, exact=True).click()
 
-    page.get_by_label("Add a permission").fill("reports")
+    page.get_by_label("reports", exact=True).check()
     page.get_by_role("button", name="Save", exact=True).click()
 
     expect(notice(page)).to_have_text("Changes saved.")
     expect(page.get_by_label("reports", exact=True)).to_be_checked()
+
+
+def test_a_super_user_adds_a_custom_permission_by_typing_it(page, new_user):
+    root, erin = new_user("root", "super"), new_user("erin")
+    log_in(page, root)
+    page.goto(f"/admin/users?q={erin.username}")
+    page.get_by_role("link", name=erin.username, exact=True).click()
+
+    page.get_by_label("Add a permission").fill("billing")
+    page.get_by_role("button", name="Save", exact=True).click()
+
+    expect(notice(page)).to_have_text("Changes saved.")
+    expect(page.get_by_label("billing", exact=True)).to_be_checked()
 
 
 def test_an_admin_makes_a_reset_link_and_its_page_still_lets_them_log_out(page, new_user):

@@ -23,7 +23,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("pending", sa.Boolean(), nullable=False, server_default=sa.false()))
     with op.batch_alter_table("password_reset") as batch:
         batch.add_column(sa.Column("issued_by", sa.Integer(), nullable=True))
-        batch.create_foreign_key("fk_password_reset_issued_by_user", "user", ["issued_by"], ["id"], ondelete="SET NULL")
+        batch.create_foreign_key("fk_password_reset_issued_by_user", "user", ["issued_by"], ["id"], ondelete="CASCADE")
     with op.batch_alter_table("user") as batch:
         batch.add_column(sa.Column("username_skeleton", _key_type(128), nullable=True))
         batch.create_index("ix_user_username_skeleton", ["username_skeleton"], unique=True)
