@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from authsite import passwords
 from authsite.events import Kind
 from authsite.models import AuthEvent, ThrottleHit, User
-from support import PASSWORD, CountingContext, form_token
+from support import PASSWORD, CountingContext
 
 LIMIT = 3  # failed logins per name and address
 WINDOW = 60
