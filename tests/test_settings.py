@@ -106,6 +106,24 @@ def test_an_unknown_database_scheme_is_an_invalid_setting():
     assert "AUTHSITE_DATABASE_URL" in settings_error(database_url="mysql://u:p@db.example/site")
 
 
+def test_session_lifetimes_of_one_second_are_accepted():
+    settings = Settings(_env_file=None, session_idle_seconds=1, session_max_seconds=1, remember_seconds=1)
+
+    assert (settings.session_idle_seconds, settings.session_max_seconds, settings.remember_seconds) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("variable", ["session_idle_seconds", "session_max_seconds", "remember_seconds"])
+def test_a_session_lifetime_of_zero_is_an_invalid_setting(variable):
+    assert f"AUTHSITE_{variable.upper()}" in settings_error(**{variable: 0})
+
+
+def test_a_very_short_idle_limit_starts_with_a_warning(make_settings, caplog):
+    with caplog.at_level("WARNING", logger="authsite"), TestClient(create_app(make_settings(session_idle_seconds=5))):
+        pass
+
+    assert any("AUTHSITE_SESSION_IDLE_SECONDS" in record.getMessage() for record in caplog.records)
+
+
 def test_a_too_short_secret_key_is_an_invalid_setting():
     assert "AUTHSITE_SECRET_KEY" in settings_error(secret_key="too-short")
 
