@@ -18,6 +18,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from authsite.files import PRIVATE_FILE_MODE, make_private_dir
 from authsite.models import utcnow
 
 log = logging.getLogger("authsite.mail")
@@ -90,11 +91,11 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
 
 def write_to_outbox(outbox_dir: Path, mail: Mail) -> Path:
     # Reset links are secrets: the outbox and its files are the site user's alone.
-    outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dir(outbox_dir)
     name = f"{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
     path = outbox_dir / name
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "wb") as f:
         f.write(build_message(mail, "authsite@localhost").as_bytes())
     tmp.rename(path)  # readers of the outbox never see a half-written mail
