@@ -79,7 +79,8 @@ async def create_user(
         raise AccountError("username", USERNAME_TAKEN)
     skeleton = rules.username_skeleton(username)
     if await _skeleton_is_taken(db, skeleton):
-        raise AccountError("username", USERNAME_CONFUSABLE)
+        # The same name may have been committed by a racing sign-up since the check above.
+        raise await _which_is_taken(db, username)
     if email and await get_user_by_email(db, email):
         raise AccountError("email", EMAIL_TAKEN)
     user = User(
