@@ -19,6 +19,7 @@ class Confirmation(Protocol):
     retry_after: int | None
 
 USERNAME_TAKEN = "That username is taken."
+USERNAME_CONFUSABLE = "That username looks too much like one that is taken. Choose another."
 EMAIL_TAKEN = "That email address belongs to another account."
 WRONG_PASSWORD = "That is not your current password."
 CHANGED_MEANWHILE = (
@@ -105,11 +106,16 @@ async def create_user(
         raise AccountError("password", problem)
     if await get_user_by_username(db, username):
         raise AccountError("username", USERNAME_TAKEN)
+    skeleton = rules.username_skeleton(username)
+    if await _skeleton_is_taken(db, skeleton):
+        # The same name may have been committed by a racing sign-up since the check above.
+        raise await _which_is_taken(db, username)
     if email and await get_user_by_email(db, email):
         raise AccountError("email", EMAIL_TAKEN)
     user = User(
         username=rules.normalise_username(username),
         username_key=rules.username_key(username),
+        username_skeleton=skeleton,
         email=email,
         email_key=rules.email_key(email) if email else None,
         password_hash=await hasher.hash(password),
@@ -240,7 +246,13 @@ def _checked_email(email: str | None) -> str | None:
         raise AccountError("email", str(exc)) from None
 
 
+async def _skeleton_is_taken(db: AsyncSession, skeleton: str) -> bool:
+    return (await db.exec(select(User.id).where(User.username_skeleton == skeleton))).first() is not None
+
+
 async def _which_is_taken(db: AsyncSession, username: str) -> AccountError:
     if await get_user_by_username(db, username):
         return AccountError("username", USERNAME_TAKEN)
+    if await _skeleton_is_taken(db, rules.username_skeleton(username)):
+        return AccountError("username", USERNAME_CONFUSABLE)
     return AccountError("email", EMAIL_TAKEN)

@@ -123,6 +123,8 @@ class AuthSite:
             await self.stop()
 
     async def start(self) -> None:
+        for warning in self.lifetimes.short_ones():
+            log.warning(warning)
         key = self.settings.secret_key
         secret = key.get_secret_value() if key else load_or_create_secret_key(self.settings.data_dir)
         self.csrf = Csrf(secret, cookie_secure=self.settings.cookie_secure)

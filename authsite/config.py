@@ -1,11 +1,13 @@
 import ipaddress
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 # Accepted spellings of a database URL, mapped to the async driver we run them on.
 DRIVER_FOR_SCHEME = {
@@ -31,24 +33,30 @@ def _items(value: str) -> list[str]:
 class Settings(BaseSettings):
     """Everything an operator can set, read from AUTHSITE_* variables and `.env`."""
 
+    # hide_input_in_errors: a validation error's text would otherwise quote the values it was
+    # given, the secret key, the admin password and the passwords inside the URLs among them.
     model_config = SettingsConfigDict(
-        env_prefix="AUTHSITE_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True
+        env_prefix="AUTHSITE_", env_file=".env", env_ignore_empty=True, extra="ignore", frozen=True,
+        hide_input_in_errors=True,
     )
 
     data_dir: Path = Path("data")
-    database_url: str | None = None
+    # repr=False: the URLs may hold passwords, and a settings object ends up in reprs and logs.
+    database_url: str | None = Field(None, repr=False)
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     base_url: str | None = None
 
-    session_idle_seconds: int = Field(3600, ge=60)
-    session_max_seconds: int = Field(43200, ge=60)
-    remember_seconds: int = Field(2592000, ge=60)
+    # Any whole second from 1 up (the contract): kiosks and expiry tests run short sessions, and
+    # sessions.Lifetimes.touch_interval (idle/2 at most) keeps the writes in step with them.
+    session_idle_seconds: int = Field(3600, ge=1)
+    session_max_seconds: int = Field(43200, ge=1)
+    remember_seconds: int = Field(2592000, ge=1)
     cookie_secure: Literal["auto", "true", "false"] = "auto"
 
     allow_signup: bool = True
-    smtp_url: str | None = None
+    smtp_url: str | None = Field(None, repr=False)
     login_max_failures: int = Field(10, ge=1)
     login_window_seconds: int = Field(180, ge=1)
     login_ip_max_failures: int = Field(100, ge=1)
@@ -70,6 +78,15 @@ class Settings(BaseSettings):
     allowed_hosts: str = ""
     # Scopes (besides `authenticated`) a plain admin may grant or remove; the rest are super's.
     admin_grantable_scopes: str = ""
+
+    def __init__(self, **values: Any):
+        # The error still carries every input in .errors() and .json() (what error trackers
+        # and API handlers show); it is raised again with the inputs blanked out.
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            blanked = [{**error, "input": "[hidden]"} for error in exc.errors(include_url=False)]
+            raise ValidationError.from_exception_data(exc.title, blanked, hide_input=True) from None
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -97,7 +114,14 @@ class Settings(BaseSettings):
         scheme, sep, rest = url.partition("://")
         if not sep or scheme.lower() not in DRIVER_FOR_SCHEME:
             raise ValueError("must be a sqlite:// or postgresql:// URL")
-        return f"{DRIVER_FOR_SCHEME[scheme.lower()]}://{rest}"
+        url = f"{DRIVER_FOR_SCHEME[scheme.lower()]}://{rest}"
+        try:
+            make_url(url)
+        except (ValueError, ArgumentError):
+            raise ValueError(
+                "cannot be read as a URL: check the host and port, and %-encode special characters in the password"
+            ) from None
+        return url
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 # Reset links carry their token in the path; the access log must not keep it.
 SECRET_IN_PATH = re.compile(r"(/auth/reset/)[A-Za-z0-9_-]{8,}")
+# A database or SMTP URL's password, should a library's message ever quote the URL.
+PASSWORD_IN_URL = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@]+(@)")
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -29,7 +31,7 @@ class JsonLineFormatter(logging.Formatter):
 
 
 def redact(text: str) -> str:
-    return SECRET_IN_PATH.sub(r"\1[token]", text)
+    return PASSWORD_IN_URL.sub(r"\1***\2", SECRET_IN_PATH.sub(r"\1[token]", text))
 
 
 def logging_config(level: str) -> dict:

@@ -1,4 +1,5 @@
-"""Outgoing mail, sent by a background worker so a slow mail server never delays a page.
+"""Outgoing mail, made and sent by a background worker so neither a slow mail server nor the
+work of making a mail (finding its account, minting its link) shows in a page's answer time.
 
 With AUTHSITE_SMTP_URL set, mail goes over SMTP (implicit TLS for smtps://,
 STARTTLS for smtp://). Without it, each message is written to <DATA_DIR>/outbox/
@@ -12,18 +13,25 @@ import os
 import secrets
 import smtplib
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from authsite.files import PRIVATE_FILE_MODE, make_private_dir
 from authsite.models import utcnow
 
 log = logging.getLogger("authsite.mail")
 
 SMTP_TIMEOUT_SECONDS = 20
 DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
+# Mails (or mails to make) waiting at most; past it a request waits for room rather than
+# letting a flood of them grow without end.
+MAX_QUEUED = 1000
+# At stop, queued work gets this long to finish before it is dropped.
+DRAIN_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -33,26 +41,43 @@ class Mail:
     body: str
 
 
+# Makes a mail in the background, or decides there is none to send.
+Compose = Callable[[], Awaitable[Mail | None]]
+
+
 class Mailer:
     def __init__(self, *, smtp_url: str | None, outbox_dir: Path):
         self.smtp_url = smtp_url
         self.outbox_dir = outbox_dir
-        self._queue: asyncio.Queue[Mail] | None = None
+        self._queue: asyncio.Queue[Mail | Compose] | None = None
         self._worker: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=MAX_QUEUED)
         self._worker = asyncio.create_task(self._deliver_forever())
 
     async def stop(self) -> None:
         if self._worker:
+            try:
+                await asyncio.wait_for(self._queue.join(), DRAIN_SECONDS)
+            except TimeoutError:
+                log.warning("stopping with %d mail(s) not yet sent", self._queue.qsize())
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
 
     def send_later(self, mail: Mail) -> None:
         """Queue `mail`; returns at once."""
-        self._queue.put_nowait(mail)
+        try:
+            self._queue.put_nowait(mail)
+        except asyncio.QueueFull:
+            log.error("mail queue full: dropped mail %r to %s", mail.subject, mail.to)
+
+    async def compose_later(self, compose: Compose) -> None:
+        """Queue `compose()`, which the worker runs and then sends the mail it makes, if any.
+        Returns at once (unless the queue is full), so an answer that must not tell whether
+        there is a mail to send waits the same either way."""
+        await self._queue.put(compose)
 
     async def wait_until_sent(self) -> None:
         """Until everything queued so far has been delivered or given up on."""
@@ -60,13 +85,28 @@ class Mailer:
 
     async def _deliver_forever(self) -> None:
         while True:
-            mail = await self._queue.get()
+            item = await self._queue.get()
             try:
-                await asyncio.to_thread(self._deliver, mail)
-            except Exception as exc:  # a mail failure must never take the site down
-                log.error("could not send mail %r to %s: %s", mail.subject, mail.to, exc)
+                await self._make_and_deliver(item)
             finally:
                 self._queue.task_done()
+
+    async def _make_and_deliver(self, item: Mail | Compose) -> None:
+        if isinstance(item, Mail):
+            mail = item
+        else:
+            try:
+                mail = await item()
+            except Exception as exc:  # nor may a failure to make one (the database down, say)
+                # The type only: a database error's text holds its statement's parameters.
+                log.error("could not make a mail (%s)", type(exc).__name__)
+                return
+        if mail is None:
+            return
+        try:
+            await asyncio.to_thread(self._deliver, mail)
+        except Exception as exc:  # a mail failure must never take the site down
+            log.error("could not send mail %r to %s: %s", mail.subject, mail.to, exc)
 
     def _deliver(self, mail: Mail) -> None:
         if self.smtp_url:
@@ -90,11 +130,11 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
 
 def write_to_outbox(outbox_dir: Path, mail: Mail) -> Path:
     # Reset links are secrets: the outbox and its files are the site user's alone.
-    outbox_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_private_dir(outbox_dir)
     name = f"{utcnow():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}.eml"
     path = outbox_dir / name
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     with os.fdopen(fd, "wb") as f:
         f.write(build_message(mail, "authsite@localhost").as_bytes())
     tmp.rename(path)  # readers of the outbox never see a half-written mail

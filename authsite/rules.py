@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from email_validator import EmailNotValidError, validate_email
 
+from authsite import lookalikes
 from authsite.passwords import MAX_PASSWORD_CHARS
 
 MIN_PASSWORD_CHARS = 8
@@ -13,6 +14,9 @@ MIN_USERNAME_CHARS = 3
 MAX_USERNAME_CHARS = 32
 USERNAME_PATTERN = re.compile(r"[\w.-]+")
 MAX_NAME_CHARS = 50
+MIXED_SCRIPTS = "Use letters of one script (Latin with Chinese, Japanese or Korean letters is fine)."
+BIDI_CONTROL = "Remove the text-direction control characters (such as U+202E): they make text read backwards."
+MAX_SKELETON_CHARS = 128  # the column user.username_skeleton
 # zxcvbn scores 0-4; below 2 means guessable by an online attack: common and
 # breached passwords, keyboard walks, repeats, the user's own name.
 MIN_PASSWORD_SCORE = 2
@@ -41,15 +45,27 @@ def username_key(username: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
 
 
+def username_skeleton(username: str) -> str:
+    """The form look-alike names share, stored unique. Taken of the name as shown, not of its
+    case-folded key: `paypaI` passes for `paypal` because its capital I looks like an l."""
+    return lookalikes.username_skeleton(normalise_username(username))
+
+
 def username_problem(username: str) -> str | None:
     """Why a new username is refused, or None when it is fine."""
     name = unicodedata.normalize("NFKC", username)
     if not MIN_USERNAME_CHARS <= len(name) <= MAX_USERNAME_CHARS:
         return f"Use {MIN_USERNAME_CHARS} to {MAX_USERNAME_CHARS} characters."
     # \w admits letters and digits of any script but also "_" and marks; we
-    # refuse anything outside letters, digits, ".", "_", "-" explicitly.
+    # refuse anything outside letters, digits, ".", "_", "-" explicitly (bidi controls among them).
     if not USERNAME_PATTERN.fullmatch(name) or not all(_is_username_char(c) for c in name):
         return "Use only letters, digits, '.', '_' and '-'."
+    # A name mixing scripts is how `аlice` (Cyrillic а) passes for `alice`; TR39's "highly
+    # restrictive" level allows one script, or Latin with Han and Japanese or Korean scripts.
+    if lookalikes.mixes_scripts(name):
+        return MIXED_SCRIPTS
+    if len(username_skeleton(name)) > MAX_SKELETON_CHARS:
+        return "Use a shorter name."
     return None
 
 
@@ -99,6 +115,9 @@ def name_problem(name: str) -> str | None:
         return f"Use at most {MAX_NAME_CHARS} characters."
     if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
         return "Remove the control characters."
+    # Names are shown to admins and in lists: a U+202E would make the rest of a line read backwards.
+    if lookalikes.has_bidi_control(name):
+        return BIDI_CONTROL
     return None
 
 

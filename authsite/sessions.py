@@ -16,6 +16,8 @@ from authsite.session_reader import SessionReader
 
 # Sliding the idle expiry costs a write; do it at most this often per session.
 MAX_TOUCH_INTERVAL = timedelta(seconds=60)
+# Lifetimes below this are allowed but worth a line in the log at start (a typo of minutes?).
+SHORT_LIFETIME = timedelta(seconds=60)
 USER_AGENT_MAX_CHARS = 512
 
 _session = Session.__table__
@@ -58,6 +60,14 @@ class Lifetimes:
     @property
     def touch_interval(self) -> timedelta:
         return min(MAX_TOUCH_INTERVAL, self.idle / 2)
+
+    def short_ones(self) -> list[str]:
+        """A warning for each lifetime under SHORT_LIFETIME (allowed, but rarely meant)."""
+        named = (("SESSION_IDLE", self.idle), ("SESSION_MAX", self.max), ("REMEMBER", self.remember))
+        return [
+            f"AUTHSITE_{name}_SECONDS={length.total_seconds():g}: sessions end after so few seconds"
+            for name, length in named if length < SHORT_LIFETIME
+        ]
 
     def expiry(self, *, created_at: datetime, now: datetime, remember: bool) -> datetime:
         """Idle expiry slides with use but never passes the absolute limit."""

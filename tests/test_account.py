@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from authsite import accounts, tokens
+from authsite import accounts, devices, tokens
 from authsite.models import Session, User
 from support import PASSWORD, csrf_from, log_in
 
@@ -266,6 +266,28 @@ def test_a_session_without_a_user_agent_shows_an_unknown_device(client, user):
     [shown] = account_page(client).sessions
 
     assert shown.cells[0].startswith("Unknown device")
+
+
+def test_a_user_agent_that_broke_the_parser_still_lets_the_owner_see_every_device(logged_in_client, new_browser):
+    # ua-parser's device rules raise ValueError on this header; the page once answered 500 for it.
+    intruder = new_browser("Android 5;  )")
+    assert log_in(intruder).status_code == 303
+
+    rows = account_page(logged_in_client).sessions
+
+    assert len(rows) == 2
+    [odd] = [row for row in rows if not row.is_current]
+    assert odd.cells[0].startswith("Android")
+
+
+def test_a_user_agent_the_parser_cannot_read_shows_an_unknown_device(monkeypatch):
+    def choke(header):
+        raise ValueError(f"Unable to find OS family in {header}")
+
+    monkeypatch.setattr(devices, "parse_os", choke)
+    devices.describe_device.cache_clear()
+
+    assert devices.describe_device("Anything/1.0 (Strange; )") == devices.UNKNOWN
 
 
 def test_both_devices_show_and_only_this_one_is_marked(logged_in_client, second_device, run_db):

@@ -270,6 +270,22 @@ def test_a_reset_token_in_a_message_is_redacted():
     assert "/auth/reset/[token]" in json.loads(line)["message"]
 
 
+def test_a_password_in_a_url_is_redacted_from_the_message_and_the_traceback():
+    secret = secrets.token_urlsafe(16)
+    try:
+        raise OSError(f"cannot reach smtps://mailer:{secret}@mail.example:465")
+    except OSError:
+        record = logging.getLogger("authsite.test").makeRecord(
+            "authsite.test", logging.ERROR, __file__, 1, f"no database at postgresql://site:{secret}@db/site",
+            (), sys.exc_info(),
+        )
+
+    line = JsonLineFormatter().format(record)
+
+    assert secret not in line
+    assert "postgresql://site:***@db/site" in json.loads(line)["message"]
+
+
 def test_extra_fields_become_keys_of_the_line():
     record = logging.getLogger("authsite.audit").makeRecord(
         "authsite.audit", logging.INFO, __file__, 1, "login", (), None, extra={"fields": {"user_id": 7, "ip": "::1"}}

@@ -165,6 +165,16 @@ def test_outbox_files_are_readable_by_the_site_only(make_settings):
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in files)
 
 
+def test_a_link_asked_for_just_before_the_site_stops_is_still_mailed(make_settings):
+    settings = make_settings(base_url=PUBLIC_URL)
+    with running_site(settings) as (client, site):
+        assert ask_for_link(client).status_code == 200
+        # No waiting: the site stops at once, with the mail still to be made and written.
+
+    [path] = outbox(settings)
+    assert LINK.search(path.read_text())
+
+
 def test_without_smtp_the_log_says_where_the_mail_went(make_settings, caplog):
     settings = make_settings()
     with running_site(settings) as (client, site):

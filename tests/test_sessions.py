@@ -186,6 +186,38 @@ def test_absolute_expiry_ends_a_session_however_active(make_settings):
         assert client.get("/api/me").status_code == 401
 
 
+def test_a_two_second_idle_limit_ends_a_session_left_alone_for_three(make_settings):
+    # What a kiosk or an expiry test configures: the real clock, no rows moved.
+    app = create_app(make_settings(session_idle_seconds=2, session_max_seconds=60))
+    with running(app) as (client, run_db):
+        assert log_in(client).status_code == 303
+        assert client.get("/api/me").status_code == 200
+
+        time.sleep(3)
+
+        assert client.get("/api/me").status_code == 401
+
+
+def test_a_two_second_idle_limit_keeps_a_session_used_every_second_and_writes_it_at_most_once_a_second(
+    make_settings,
+):
+    app = create_app(make_settings(session_idle_seconds=2, session_max_seconds=60))
+    with running(app) as (client, run_db):
+        assert log_in(client).status_code == 303
+        site = app.state.authsite
+        assert site.lifetimes.touch_interval == timedelta(seconds=1)
+
+        started = time.monotonic()
+        with written_statements(site) as writes:
+            for _ in range(6):
+                time.sleep(1)
+                assert client.get("/api/me").status_code == 200
+        elapsed = time.monotonic() - started
+
+        assert 1 <= len(writes) <= elapsed + 1, writes
+        assert all(sql.lstrip().upper().startswith("UPDATE") for sql in writes)
+
+
 def test_remember_me_keeps_the_cookie_for_remember_seconds(client, user, run_db, settings):
     response = log_in(client, remember=True)
     assert response.status_code == 303

@@ -106,12 +106,77 @@ def test_an_unknown_database_scheme_is_an_invalid_setting():
     assert "AUTHSITE_DATABASE_URL" in settings_error(database_url="mysql://u:p@db.example/site")
 
 
+def test_session_lifetimes_of_one_second_are_accepted():
+    settings = Settings(_env_file=None, session_idle_seconds=1, session_max_seconds=1, remember_seconds=1)
+
+    assert (settings.session_idle_seconds, settings.session_max_seconds, settings.remember_seconds) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("variable", ["session_idle_seconds", "session_max_seconds", "remember_seconds"])
+def test_a_session_lifetime_of_zero_is_an_invalid_setting(variable):
+    assert f"AUTHSITE_{variable.upper()}" in settings_error(**{variable: 0})
+
+
+def test_a_very_short_idle_limit_starts_with_a_warning(make_settings, caplog):
+    with caplog.at_level("WARNING", logger="authsite"), TestClient(create_app(make_settings(session_idle_seconds=5))):
+        pass
+
+    assert any("AUTHSITE_SESSION_IDLE_SECONDS" in record.getMessage() for record in caplog.records)
+
+
 def test_a_too_short_secret_key_is_an_invalid_setting():
     assert "AUTHSITE_SECRET_KEY" in settings_error(secret_key="too-short")
 
 
 def test_an_admin_username_without_a_password_is_an_invalid_setting():
     assert "AUTHSITE_ADMIN_PASSWORD" in settings_error(admin_username="root")
+
+
+SECRET = "s3cret-Pa55word-nobody-may-see-000"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"secret_key": "short" + SECRET[:20]},
+        {"smtp_url": f"smtp://mailer:{SECRET}@mail.example:abc"},
+        {"smtp_url": f"ftp://mailer:{SECRET}@mail.example"},
+        {"database_url": f"mysql://site:{SECRET}@db.example/site"},
+        {"admin_username": "root", "secret_key": SECRET, "smtp_url": f"smtp://m:{SECRET}@mail.example"},
+        {"admin_password": SECRET, "database_url": f"postgresql://site:{SECRET}@db/site", "port": "x"},
+        {"session_idle_seconds": 100, "session_max_seconds": 50, "admin_username": "r", "admin_password": SECRET},
+    ],
+    ids=["short key", "smtp port", "smtp scheme", "database scheme", "admin pair", "bad port", "idle over max"],
+)
+def test_a_settings_error_used_as_a_library_never_shows_a_secret(values):
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, **values)
+
+    for text in (str(caught.value), repr(caught.value), caught.value.json(), describe_settings_error(caught.value)):
+        assert SECRET not in text and SECRET[:20] not in text
+
+
+def test_settings_printed_or_logged_show_no_password():
+    settings = Settings(
+        _env_file=None, database_url=f"postgresql://site:{SECRET}@db.example/site", secret_key=SECRET,
+        smtp_url=f"smtps://mailer:{SECRET}@mail.example:465", admin_username="root", admin_password=SECRET,
+    )
+
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings)
+
+
+@pytest.mark.parametrize(
+    "url", [f"postgresql://site:{SECRET}@db.example:notaport/site", f"postgresql://site:{SECRET}@[::1/site"],
+    ids=["port", "bracket"],
+)
+def test_an_unreadable_database_url_stops_run_py_in_one_line_without_its_password(tmp_path, url):
+    result = run_py(tmp_path, AUTHSITE_DATABASE_URL=url)
+
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "AUTHSITE_DATABASE_URL" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize(

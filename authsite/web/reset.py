@@ -1,5 +1,6 @@
 """Forgotten passwords: ask for a link by mail, then set a new password from it."""
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -46,9 +47,12 @@ def reset_router(site) -> APIRouter:
                                      status_code=429)
             page.headers["retry-after"] = str(attempt.retry_after)
             return page
-        await _mail_link_if_account_exists(request, login)
-        # The same page whether or not the account exists, so the form cannot
-        # be used to find out who has an account here.
+        # The same page whether or not the account exists, so the form cannot be used to find
+        # out who has an account here; and the same time: everything that depends on the
+        # account (its lookup, its mail limit, its link, the audit row, the mail) happens after
+        # the answer, in the mailer's queue, for a known and an unknown login alike.
+        who = {"ip": client_ip(request), "user_agent": request.headers.get("user-agent")}
+        await site.mailer.compose_later(partial(_link_mail_if_account_exists, login, who))
         return site.pages.render(request, "reset_sent.html")
 
     @router.get("/{token}")
@@ -96,20 +100,21 @@ def reset_router(site) -> APIRouter:
             "/auth/login", "password_reset", conn=request, cookie_secure=site.settings.cookie_secure
         )
 
-    async def _mail_link_if_account_exists(request: Request, login: str) -> None:
+    async def _link_mail_if_account_exists(login: str, who: dict) -> Mail | None:
+        record = partial(site.audit.record, Kind.RESET_REQUESTED, **who)
         async with site.database.sessionmaker() as db:
             user = await accounts.get_user_by_login(db, login)
             if user is None or not user.is_active or not user.email:
-                await audit(site, request, Kind.RESET_REQUESTED, user_id=user and user.id, username=login, sent=False)
-                return
+                await record(user_id=user and user.id, username=login, sent=False)
+                return None
             if (await site.throttle.attempt(site.limits.reset_mail(user.id))).is_throttled:
-                await audit(site, request, Kind.RESET_REQUESTED, user_id=user.id, sent=False, reason="throttled")
-                return
+                await record(user_id=user.id, sent=False, reason="throttled")
+                return None
             token = await resets.create_reset_token(db=db, user=user)
-        await audit(site, request, Kind.RESET_REQUESTED, user_id=user.id, sent=True)
+        await record(user_id=user.id, sent=True)
         link = f"{site.settings.public_url}/auth/reset/{token}"
         body = RESET_MAIL.format(username=user.username, site=site.name, link=link)
-        site.mailer.send_later(Mail(to=user.email, subject=f"Reset your {site.name} password", body=body))
+        return Mail(to=user.email, subject=f"Reset your {site.name} password", body=body)
 
     def _invalid_link(request: Request) -> Response:
         context = {"title": "Reset link not valid", "message": INVALID_LINK, "link": ("/auth/reset", "Ask for a new link")}
