@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite.db import Database
+from authsite.lookalikes import BIDI_CONTROLS
 from authsite.models import AuthEvent, User, utcnow
 from authsite.rules import MAX_ROW_ID, username_key
 
@@ -154,8 +155,13 @@ async def prune_events(*, db: AsyncSession, older_than: timedelta) -> int:
 
 
 def _storable(text: str) -> str:
-    """Attackers type anything; NUL and lone surrogates cannot be stored, so escape them."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    """Attackers type anything; NUL and lone surrogates cannot be stored, so escape them, and bidi
+    controls would make the admin's audit page read backwards, so they are written out (\\u202e)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text.translate(_SHOWN_BIDI) if not BIDI_CONTROLS.isdisjoint(text) else text
+
+
+_SHOWN_BIDI = {ord(char): f"\\u{ord(char):04x}" for char in BIDI_CONTROLS}
 
 
 def _fields(event: dict) -> dict:

@@ -134,3 +134,20 @@ def test_the_upgrade_gives_existing_users_their_skeleton_and_a_taken_one_stays_e
     skeletons = on_connection(database_url, _skeletons)
     assert skeletons == {"alice": rules.username_skeleton("alice"), "\u0430lice": None,
                          "bob": rules.username_skeleton("bob")}
+
+
+# Text an attacker types that others read: the audit log (headers arrive as latin-1, so a
+# User-Agent cannot carry a bidi control at all)
+
+
+def test_a_bidi_control_in_a_typed_login_name_is_written_out_in_the_audit_log(client, run_db):
+    from authsite.events import Kind
+    from authsite.models import AuthEvent
+
+    client.post("/api/auth/login", json={"username": "evil\u202etxt.exe", "password": "whatever it is"})
+
+    async def typed(db):
+        return (await db.exec(select(AuthEvent.username).where(AuthEvent.kind == Kind.LOGIN_FAILED))).scalar_one()
+
+    assert run_db(typed) == "evil\\u202etxt.exe"
+
