@@ -123,20 +123,10 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     # password ends in one clear line rather than a server traceback; this
     # also migrates the schema before any worker starts.
     _run(settings, _start_and_stop_site(settings))
-    trusted = settings.forwarded_allow_ips.strip()
+    from authsite import serving
+
     uvicorn.run(
-        "authsite.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=args.workers,
-        # X-Forwarded-For/-Proto are believed only from these proxies; with
-        # none set, a client's own headers change nothing.
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
-        log_config=config,
-        log_level=settings.log_level,
-        server_header=False,
+        **serving.uvicorn_options(settings, workers=args.workers), log_config=config, log_level=settings.log_level
     )
     return 0
 
