@@ -1,19 +1,23 @@
 """`python run.py [command]`: serve the site, or manage users from the shell."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from authsite import accounts, events, resets, schema, sessions
-from authsite.config import Settings
-from authsite.db import Database
-from authsite.models import DEFAULT_SCOPES
-from authsite.passwords import PasswordHasher
+    from authsite.config import Settings
+    from authsite.db import Database
+    from authsite.passwords import PasswordHasher
+
+# Commands import the domain (SQLAlchemy, pydantic) when they run, not here: every uvicorn worker
+# re-imports this module (its parent's __main__) before it can answer its first health check.
 
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
@@ -28,6 +32,10 @@ class BadSetting(CommandFailed):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from authsite.config import Settings
+
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
@@ -132,6 +140,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events
+    from authsite.models import DEFAULT_SCOPES
+
     password = _read_new_password(args.password_stdin)
     scopes = [*DEFAULT_SCOPES, *args.scope]
 
@@ -148,6 +159,8 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def set_password(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events
+
     password = _read_new_password(args.password_stdin)
 
     async def change(db: Database, hasher: PasswordHasher) -> None:
@@ -164,6 +177,8 @@ def set_password(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def reset_link(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events, resets
+
     async def make_link(db: Database, hasher: PasswordHasher) -> None:
         async with db.sessionmaker() as session:
             user = await accounts.get_user_by_username(session, args.name)
@@ -181,6 +196,8 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def end_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events, sessions
+
     async def end(db: Database, hasher: PasswordHasher) -> None:
         audit = events.AuditLog(db)
         async with db.sessionmaker() as session:
@@ -201,6 +218,8 @@ def end_sessions(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import schema
+
     async def upgrade(db: Database, hasher: PasswordHasher) -> None:
         print(f"database is at migration {await schema.current_revision(db.engine)} (newest)")
 
@@ -209,6 +228,8 @@ def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_current(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import schema
+
     async def show(db: Database, hasher: PasswordHasher) -> None:
         current, head = await schema.current_revision(db.engine), schema.head_revision()
         state = "up to date" if current == head else f"behind: run `python run.py db upgrade` to reach {head}"
@@ -240,6 +261,9 @@ async def _start_and_stop_site(settings: Settings) -> None:
 def _run_with_database(
     settings: Settings, work: Callable[[Database, PasswordHasher], Awaitable[None]], *, upgrade: bool = True
 ) -> None:
+    from authsite.db import Database
+    from authsite.passwords import PasswordHasher
+
     async def run() -> None:
         db, hasher = Database(settings.resolved_database_url), PasswordHasher()
         try:
@@ -254,6 +278,9 @@ def _run_with_database(
 
 
 def _run(settings: Settings, work: Awaitable[None]) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from authsite import accounts
     from authsite.app import StartupError
 
     try:

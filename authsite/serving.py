@@ -36,8 +36,9 @@ MAX_CONNECTIONS = 8192
 # Under attack the log says what is happening once per interval, not once per connection.
 QUIET_INTERVAL_SECONDS = 60
 # uvicorn kills a worker that does not answer its supervisor's ping in time (5 s by default); a
-# replacement starting on a loaded machine needs longer than that, and a hung worker still shows.
-WORKER_HEALTHCHECK_SECONDS = 60
+# replacement starting on a loaded machine needed longer than that before its first answer. Longer
+# is not free: a worker that dies while a ping is out is noticed only when the ping times out.
+WORKER_HEALTHCHECK_SECONDS = 30
 RETRY_AFTER_SECONDS = 5
 
 BUSY_BODY = b"The server is busy; try again in a few seconds.\n"
