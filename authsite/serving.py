@@ -265,7 +265,7 @@ class UntrustedProxyWarning:
         await self._handle(scope, receive, send)
 
     async def _check(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and any(name == b"x-forwarded-for" for name, _ in scope["headers"]):
+        if scope["type"] == "http" and b"x-forwarded-for" in dict(scope["headers"]):
             peer = (scope.get("client") or ("",))[0]
             if self._is_untrusted_proxy(peer):
                 self._warn(peer)

@@ -15,7 +15,14 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from authsite.serving import BODY_TIMEOUT_SECONDS, HEAD_TIMEOUT_SECONDS
+from authsite.serving import (
+    BODY_TIMEOUT_SECONDS,
+    FD_RESERVE,
+    HEAD_TIMEOUT_SECONDS,
+    MAX_CONNECTIONS,
+    REFUSED_LINGER_MAX,
+    limits_for,
+)
 from support import free_port, stop_process
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
@@ -196,3 +203,11 @@ def test_a_body_sent_a_byte_at_a_time_is_closed_and_leaves_no_traceback(server):
     time.sleep(0.5)
     tracebacks = [json.loads(line)["traceback"] for line in server.log_lines() if "traceback" in json.loads(line)]
     assert not tracebacks, tracebacks[0]
+
+
+@pytest.mark.parametrize("file_limit", [256, 1024, 4096, 1 << 20])
+def test_the_connection_cap_leaves_room_under_the_file_limit_for_a_burst_of_accepts_and_the_database(file_limit):
+    limits = limits_for(file_limit)
+
+    assert limits.max_connections + limits.backlog + FD_RESERVE + REFUSED_LINGER_MAX <= file_limit
+    assert limits.max_connections <= MAX_CONNECTIONS
