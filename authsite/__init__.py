@@ -1,10 +1,16 @@
 """Login, server-side sessions and permissions for server-rendered FastAPI sites."""
 
-from importlib import import_module
+import importlib
+from typing import TYPE_CHECKING
 
-# The public API, loaded on first use (PEP 562): a process that needs one small module (the
-# password-strength worker, a CLI command) does not pay for FastAPI and SQLAlchemy up front.
-_PUBLIC = {
+if TYPE_CHECKING:
+    from authsite.app import AuthSite, create_app
+    from authsite.config import Settings
+    from authsite.guards import CurrentUser, admin_user, already_logged_in, logged_in, require, super_user
+
+# Loaded on first use (PEP 562): a uvicorn worker imports authsite.logs and the CLI before it
+# can answer its supervisor's first health check, and needs FastAPI only after that.
+_EXPORTS = {
     "AuthSite": "authsite.app",
     "create_app": "authsite.app",
     "Settings": "authsite.config",
@@ -16,16 +22,16 @@ _PUBLIC = {
     "super_user": "authsite.guards",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in _PUBLIC:
-        value = getattr(import_module(_PUBLIC[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'authsite' has no attribute {name!r}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'authsite' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_PUBLIC})
+    return sorted({*globals(), *_EXPORTS})

@@ -1,20 +1,24 @@
 """`python run.py [command]`: serve the site, or manage users from the shell."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
-from authsite import accounts, events, resets, schema, sessions, user_admin
-from authsite.config import Settings
-from authsite.db import Database
-from authsite.models import DEFAULT_SCOPES
-from authsite.passwords import PasswordHasher
+    from authsite.config import Settings
+    from authsite.db import Database
+    from authsite.passwords import PasswordHasher
+
+# Commands import the domain (SQLAlchemy, pydantic) when they run, not here: every uvicorn worker
+# re-imports this module (its parent's __main__) before it can answer its first health check.
 
 EXIT_FAILED = 1
 EXIT_BAD_SETTINGS = 2
@@ -29,6 +33,10 @@ class BadSetting(CommandFailed):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from authsite.config import Settings
+
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
@@ -131,25 +139,18 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     # password ends in one clear line rather than a server traceback; this
     # also migrates the schema before any worker starts.
     _run(settings, _start_and_stop_site(settings))
-    trusted = settings.forwarded_allow_ips.strip()
+    from authsite import serving
+
     uvicorn.run(
-        "authsite.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=args.workers,
-        # X-Forwarded-For/-Proto are believed only from these proxies; with
-        # none set, a client's own headers change nothing.
-        proxy_headers=bool(trusted),
-        forwarded_allow_ips=trusted or None,
-        log_config=config,
-        log_level=settings.log_level,
-        server_header=False,
+        **serving.uvicorn_options(settings, workers=args.workers), log_config=config, log_level=settings.log_level
     )
     return 0
 
 
 def create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events
+    from authsite.models import DEFAULT_SCOPES
+
     password = _read_new_password(args.password_stdin)
     scopes = [*DEFAULT_SCOPES, *args.scope]
 
@@ -166,6 +167,8 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def set_password(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events
+
     password = _read_new_password(args.password_stdin)
 
     async def change(db: Database, hasher: PasswordHasher) -> None:
@@ -182,6 +185,8 @@ def set_password(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def set_scopes(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events, user_admin
+
     try:
         scopes = user_admin.clean_scopes(args.scope)
     except user_admin.AdminInvalid as exc:
@@ -212,6 +217,8 @@ def set_scopes(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def reset_link(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events, resets
+
     async def make_link(db: Database, hasher: PasswordHasher) -> None:
         async with db.sessionmaker() as session:
             user = await accounts.get_user_by_username(session, args.name)
@@ -229,6 +236,8 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def end_sessions(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events, sessions
+
     async def end(db: Database, hasher: PasswordHasher) -> None:
         audit = events.AuditLog(db)
         async with db.sessionmaker() as session:
@@ -249,6 +258,8 @@ def end_sessions(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import schema
+
     async def upgrade(db: Database, hasher: PasswordHasher) -> None:
         print(f"database is at migration {await schema.current_revision(db.engine)} (newest)")
 
@@ -257,6 +268,8 @@ def db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def db_current(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import schema
+
     async def show(db: Database, hasher: PasswordHasher) -> None:
         current, head = await schema.current_revision(db.engine), schema.head_revision()
         state = "up to date" if current == head else f"behind: run `python run.py db upgrade` to reach {head}"
@@ -288,6 +301,9 @@ async def _start_and_stop_site(settings: Settings) -> None:
 def _run_with_database(
     settings: Settings, work: Callable[[Database, PasswordHasher], Awaitable[None]], *, upgrade: bool = True
 ) -> None:
+    from authsite.db import Database
+    from authsite.passwords import PasswordHasher
+
     async def run() -> None:
         db, hasher = Database(settings.resolved_database_url), PasswordHasher()
         try:
@@ -302,6 +318,9 @@ def _run_with_database(
 
 
 def _run(settings: Settings, work: Awaitable[None]) -> None:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from authsite import accounts
     from authsite.app import StartupError
 
     try:

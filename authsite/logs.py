@@ -39,7 +39,7 @@ def logging_config(level: str) -> dict:
     level = level.upper()
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     loggers = {name: {"handlers": ["stderr"], "level": level, "propagate": False}
-               for name in ("authsite", "uvicorn", "uvicorn.error", "uvicorn.access")}
+               for name in ("authsite", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")}
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -201,6 +201,29 @@ def test_an_invalid_forwarded_allow_ips_stops_the_start_in_one_line(tmp_path, va
     assert "Traceback" not in result.stderr
 
 
+def untrusted_proxy_warnings(server: Server) -> list[str]:
+    return [line for line in server.log_lines() if "X-Forwarded-For" in line and '"warning"' in line]
+
+
+def test_a_proxy_on_loopback_that_is_not_trusted_is_warned_about_once(start_server, user):
+    server = start_server()
+
+    api_log_in(server.url, **{"X-Forwarded-For": CLIENT_IP})
+    api_log_in(server.url, **{"X-Forwarded-For": CLIENT_IP})
+
+    [warning] = untrusted_proxy_warnings(server)
+    assert "AUTHSITE_FORWARDED_ALLOW_IPS=127.0.0.1" in warning
+
+
+def test_a_trusted_proxy_on_loopback_is_not_warned_about(start_server, user):
+    server = start_server(forwarded_allow_ips=PROXY)
+
+    api_log_in(server.url, **{"X-Forwarded-For": CLIENT_IP})
+    api_log_in(server.url, **{"X-Forwarded-For": CLIENT_IP})
+
+    assert untrusted_proxy_warnings(server) == []
+
+
 # --- several workers, one database
 
 
