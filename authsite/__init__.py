@@ -4,9 +4,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from authsite.app import AuthSite, create_app
-    from authsite.config import Settings
-    from authsite.guards import CurrentUser, admin_user, already_logged_in, logged_in, require, super_user
+    from authsite.app import AuthSite, create_app  # noqa: F401
+    from authsite.config import Settings  # noqa: F401
+    from authsite.guards import CurrentUser, admin_user, already_logged_in, logged_in, require, super_user  # noqa: F401
 
 # Loaded on first use (PEP 562): a uvicorn worker imports authsite.logs and the CLI before it
 # can answer its supervisor's first health check, and needs FastAPI only after that.
