@@ -114,9 +114,12 @@ def test_a_crowd_of_visitors_all_get_their_503_in_time_while_postgres_is_paused(
 
     async def crowd():
         transport = httpx2.ASGITransport(app=client.app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            visits = [http.get("/api/me", cookies=cookies) for _ in range(CONCURRENT_VISITORS)]
-            logins = [http.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+        async with (
+            httpx2.AsyncClient(transport=transport, base_url="http://testserver", cookies=cookies) as visitor,
+            httpx2.AsyncClient(transport=transport, base_url="http://testserver") as stranger,
+        ):
+            visits = [visitor.get("/api/me") for _ in range(CONCURRENT_VISITORS)]
+            logins = [stranger.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
                       for _ in range(CONCURRENT_VISITORS // 3)]
             return await asyncio.gather(*visits, *logins)
 
