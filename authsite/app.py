@@ -35,7 +35,7 @@ from authsite.web.account import account_router
 from authsite.web.admin import admin_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
-from authsite.web.database_down import AnswerDatabaseDown
+from authsite.web.database_down import AnswerDatabaseDown, DatabaseDownAnswer
 from authsite.web.deps import checked_form
 from authsite.web.gate import RouteGate, document_routes
 from authsite.web.pages import health_router, home_router
@@ -97,8 +97,9 @@ class AuthSite:
         """Add authsite to `app`: lifespan, middleware, routes, static files, handlers."""
         app.state.authsite = self
         _chain_lifespan(app, self.lifespan)
+        database_down = DatabaseDownAnswer(self.pages.render)
         app.add_middleware(
-            AuthMiddleware, lookup=self.lookup, cookie_secure=self.settings.cookie_secure,
+            AuthMiddleware, lookup=self.lookup, unavailable=database_down, cookie_secure=self.settings.cookie_secure,
             skip_prefixes=(self.static_path + "/",),
         )
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
@@ -109,7 +110,7 @@ class AuthSite:
             auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self),
             api, health_router(self),
         ]
-        answered = partial(AnswerDatabaseDown, render=self.pages.render)
+        answered = partial(AnswerDatabaseDown, answer=database_down)
         app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
         document_routes(app, [api])
         errors.install_handlers(app, self.pages.render)

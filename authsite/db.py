@@ -13,6 +13,14 @@ from authsite import schema
 from authsite.files import make_private_file
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# How long a request waits on Postgres at each step before it is answered 503 with Retry-After.
+# authsite's statements are point reads and writes by an index (milliseconds on a healthy server);
+# a server that stops answering (paused, swapping, cut off by the network) must not keep requests
+# and connections waiting without end (issue 12: no answer in 130 s). A few seconds each, so that
+# even the longest chain (a connection to wait for, to open, and one statement) stays near 15 s.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5  # a new connection: TCP, TLS, startup and authentication
+POSTGRES_STATEMENT_TIMEOUT_SECONDS = 5  # asyncpg's command_timeout: each statement's round trip
+POSTGRES_POOL_TIMEOUT_SECONDS = 5  # a free connection of the engine's pool, when all are busy
 # What a visitor is told (with a 503) when the database is busy past that or out of reach.
 DATABASE_DOWN_MESSAGE = "The database is busy or not answering. Try again in a moment."
 
@@ -38,8 +46,18 @@ class Database:
         return self.url.get_backend_name() == "sqlite"
 
     async def create_schema(self) -> None:
-        """Create or upgrade the tables to the newest migration."""
-        await schema.upgrade_to_head(self.engine)
+        """Create or upgrade the tables to the newest migration.
+
+        On Postgres through an engine of its own without the per-statement timeout: a migration
+        may rewrite a large table, and a second worker waits on the first one's migration lock."""
+        if self.is_sqlite:
+            await schema.upgrade_to_head(self.engine)
+            return
+        migrating = _create_engine(self.url, statement_timeout=None)
+        try:
+            await schema.upgrade_to_head(migrating)
+        finally:
+            await migrating.dispose()
 
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self.sessionmaker() as db:
@@ -100,15 +118,35 @@ def sqlite_file(url: URL) -> str | None:
     return path
 
 
-def _create_engine(url: str) -> AsyncEngine:
+def _create_engine(url: str | URL, *, statement_timeout: float | None = POSTGRES_STATEMENT_TIMEOUT_SECONDS) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True)
+        engine = create_async_engine(
+            parsed, pool_pre_ping=True, pool_timeout=POSTGRES_POOL_TIMEOUT_SECONDS,
+            connect_args=_postgres_timeouts(parsed, statement_timeout),
+        )
+        event.listen(engine.sync_engine, "handle_error", _timed_out_is_gone)
+        return engine
     if path := sqlite_file(parsed):
         make_private_file(Path(path))
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _postgres_timeouts(url: URL, statement_timeout: float | None) -> dict:
+    """asyncpg's own bounds (a timeout raises the builtin TimeoutError); other drivers keep theirs."""
+    if url.get_driver_name() != "asyncpg":
+        return {}
+    return {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS, "command_timeout": statement_timeout}
+
+
+def _timed_out_is_gone(context) -> None:
+    # A statement that got no answer in time leaves its connection waiting on the server (for the
+    # answer, then for a cancel request): rolling it back would wait as long again. Treat it as a
+    # lost connection instead: SQLAlchemy drops it at once, and checks the pool's others before reuse.
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -35,15 +35,21 @@ def redact(text: str) -> str:
 
 
 def logging_config(level: str) -> dict:
-    """A dictConfig for authsite's and uvicorn's loggers at `level`."""
+    """A dictConfig for authsite's and uvicorn's loggers at `level`, and every other library's
+    (asyncpg, SQLAlchemy, asyncio) through the same JSON lines at warning and above."""
     level = level.upper()
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     loggers = {name: {"handlers": ["stderr"], "level": level, "propagate": False}
                for name in ("authsite", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio")}
+    # Without a root handler other libraries' records reach Python's last resort, which prints a
+    # traceback as many plain lines (asyncpg's "failed to restore the pool" while Postgres is
+    # silent). Never below warning: at info SQLAlchemy would log every statement with its values.
+    root_level = max(logging.getLevelName(level), logging.WARNING)
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonLineFormatter}},
         "handlers": {"stderr": handler},
         "loggers": loggers,
+        "root": {"handlers": ["stderr"], "level": logging.getLevelName(root_level)},
     }

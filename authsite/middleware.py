@@ -1,26 +1,36 @@
 """Pure ASGI: session cookie -> request.user / request.auth, with one indexed lookup."""
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authsite import cookies
-from authsite.db import DATABASE_DOWN_MESSAGE
 from authsite.identity import ANONYMOUS, NO_SCOPES, AuthenticatedUser, Scopes
 from authsite.session_reader import ReaderUnavailable
 from authsite.sessions import ActiveSession
+
+log = logging.getLogger("authsite")
 
 SESSION_SCOPE_KEY = "authsite.session"
 
 Lookup = Callable[[str], Awaitable[ActiveSession | None]]
 
 
+# What the lookup raises when the database is out of reach or silent: the reader's own error, the
+# engine's (a touch of the idle expiry writes), and the timeouts of either.
+LOOKUP_FAILED = (ReaderUnavailable, SQLAlchemyError, OSError)
+
+
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, *, lookup: Lookup, cookie_secure: str, skip_prefixes: tuple[str, ...] = ()):
+    def __init__(
+        self, app: ASGIApp, *, lookup: Lookup, unavailable: ASGIApp, cookie_secure: str,
+        skip_prefixes: tuple[str, ...] = (),
+    ):
         self.app = app
         self.lookup = lookup
+        self.unavailable = unavailable  # the database-down answer, the same one anonymous visitors get
         self.cookie_secure = cookie_secure
         self.skip_prefixes = skip_prefixes
 
@@ -32,8 +42,11 @@ class AuthMiddleware:
         if not scope["path"].startswith(self.skip_prefixes):
             try:
                 session = await self._find_session(scope)
-            except (ReaderUnavailable, SQLAlchemyError):
-                await _unavailable(scope, receive, send)
+            except LOOKUP_FAILED as exc:
+                log.warning("database unavailable: %s on %s (session lookup)", type(exc).__name__, scope["path"])
+                # Who is asking is unknown: the answer is the one anyone gets.
+                scope["user"], scope["auth"] = ANONYMOUS, NO_SCOPES
+                await self.unavailable(scope, receive, send)
                 return
         scope[SESSION_SCOPE_KEY] = session
         if session is None:
@@ -49,10 +62,3 @@ class AuthMiddleware:
             return None
         return await self.lookup(token)
 
-
-async def _unavailable(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        await send({"type": "websocket.close", "code": 1011})
-        return
-    response = PlainTextResponse(DATABASE_DOWN_MESSAGE, status_code=503)
-    await response(scope, receive, send)

@@ -22,12 +22,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from authsite.db import sqlite_file
+from authsite.db import POSTGRES_CONNECT_TIMEOUT_SECONDS, POSTGRES_STATEMENT_TIMEOUT_SECONDS, sqlite_file
 
 # A reader on SQLite must never make the event loop wait: in WAL mode reads are not blocked by the
 # writer, and in the rare moments they are (recovery), the read goes through the engine instead.
 SQLITE_READ_TIMEOUT_SECONDS = 0
 POSTGRES_POOL_SIZE = 4
+# The whole of one lookup on Postgres: its turn, a connection (maybe a new one) and the read. Past it
+# the request is answered 503 rather than kept waiting on a server that stopped answering (issue 12).
+POSTGRES_LOOKUP_TIMEOUT_SECONDS = 5
 
 
 class ReaderUnavailable(Exception):
@@ -170,7 +173,8 @@ class PostgresReader:
         import asyncpg
 
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, init=_json_codec, reset=_nothing_to_reset
+            self.dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, init=_json_codec, reset=_nothing_to_reset,
+            timeout=POSTGRES_CONNECT_TIMEOUT_SECONDS, command_timeout=POSTGRES_STATEMENT_TIMEOUT_SECONDS,
         )
         return self
 
@@ -178,11 +182,29 @@ class PostgresReader:
         import asyncpg
 
         try:
-            async with self._turns:
-                raw = await self._pool.fetchrow(self.lookup.sql, *self.lookup.params(token_hash, now))
+            async with asyncio.timeout(POSTGRES_LOOKUP_TIMEOUT_SECONDS), self._turns:
+                raw = await self._fetch(self.lookup.params(token_hash, now))
+        except TimeoutError as exc:  # before OSError, of which it is a kind
+            raise ReaderUnavailable(f"no answer within {POSTGRES_LOOKUP_TIMEOUT_SECONDS} s") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise ReaderUnavailable(str(exc)) from exc
         return None if raw is None else self.lookup.row(tuple(raw))
+
+    async def _fetch(self, params: tuple):
+        import asyncpg
+
+        conn = await self._pool.acquire()
+        try:
+            return await conn.fetchrow(self.lookup.sql, *params)
+        except asyncpg.PostgresError:
+            raise  # the server answered: the connection is fine
+        except BaseException:
+            # A read cut short (a timeout, a lost connection) leaves the connection waiting on the
+            # server, and handing it back would wait as long again: drop it, the pool opens another.
+            conn.terminate()
+            raise
+        finally:
+            await self._pool.release(conn)
 
     async def close(self) -> None:
         if self._pool is not None:

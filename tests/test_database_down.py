@@ -8,6 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
 from authsite import AuthSite
+from authsite.db import DATABASE_DOWN_MESSAGE
+from authsite.session_reader import ReaderUnavailable
 from support import PASSWORD, form_token, log_in
 
 TRY_AGAIN = "Try again in a moment"
@@ -79,3 +81,48 @@ def test_a_sqlite_file_locked_past_the_busy_timeout_answers_503(client, user, se
     assert response.status_code == 503
     assert TRY_AGAIN in response.text
     assert log_in(client).status_code == 303  # and once it is free again, logins work
+
+
+# --- the same answer when the session lookup is what fails
+
+
+@pytest.fixture
+def lookup_fails(logged_in_client, site, monkeypatch):
+    """The database stops answering after alice logged in: her next request's lookup fails."""
+
+    async def unavailable(token_hash, now):
+        raise ReaderUnavailable("connection was closed in the middle of operation")
+
+    monkeypatch.setattr(site.reader, "find", unavailable)
+    return logged_in_client
+
+
+def test_a_logged_in_api_call_gets_the_same_json_503_as_anyone_when_the_lookup_fails(lookup_fails, database_down):
+    logged_in = lookup_fails.get("/api/me")
+    lookup_fails.cookies.clear()
+    database_down(refused)
+    anonymous = lookup_fails.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+
+    assert logged_in.status_code == anonymous.status_code == 503
+    assert logged_in.headers["content-type"] == anonymous.headers["content-type"] == "application/json"
+    assert logged_in.json() == anonymous.json() == {"detail": DATABASE_DOWN_MESSAGE}
+    assert logged_in.headers["retry-after"] == anonymous.headers["retry-after"] == "5"
+
+
+def test_a_logged_in_page_gets_the_same_503_page_as_anyone_when_the_lookup_fails(lookup_fails):
+    response = lookup_fails.get("/account")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["retry-after"] == "5"
+    assert TRY_AGAIN in response.text
+    assert "<html" in response.text.lower()
+
+
+def test_a_logged_in_visit_to_the_host_apps_page_gets_the_503_page_when_the_lookup_fails(lookup_fails):
+    # The lookup runs for every request with a cookie, the host app's pages too; it answers for them.
+    response = lookup_fails.get("/")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["retry-after"] == "5"

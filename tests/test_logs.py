@@ -237,6 +237,37 @@ def test_a_mailed_reset_link_is_not_logged(start_server, make_user):
     assert link.rsplit("/", 1)[1] not in log
 
 
+# --- other libraries' lines
+
+# What asyncpg logs while Postgres does not answer: a warning with a multi-line traceback.
+ASYNCPG_COMPLAINS = """
+import logging.config
+from authsite.logs import logging_config
+
+logging.config.dictConfig(logging_config("info"))
+try:
+    raise TimeoutError("connecting took too long\\nsecond line")
+except TimeoutError:
+    logging.getLogger("asyncpg.pool").warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+logging.getLogger("asyncio").error("Task exception was never retrieved")
+logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool").info("below warning: not shown")
+"""
+
+
+def test_a_third_party_librarys_traceback_is_logged_as_json_lines_too():
+    result = subprocess.run(
+        [sys.executable, "-c", ASYNCPG_COMPLAINS], capture_output=True, text=True, timeout=30
+    )
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["logger"] for line in lines] == ["asyncpg.pool", "asyncio"], result.stderr
+    pool = json.loads(lines[0])
+    assert pool["level"] == "warning"
+    assert pool["error"].startswith("TimeoutError: connecting took too long")
+    assert "<string>" in pool["traceback"]
+
+
 # --- the formatter
 
 

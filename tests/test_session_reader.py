@@ -159,6 +159,12 @@ class HeldPool:
         self.most_inside = 0
         self.go = asyncio.Event()
 
+    async def acquire(self):
+        return self  # the reader acquires a connection, reads on it, and releases it
+
+    async def release(self, connection):
+        pass
+
     async def fetchrow(self, sql, token_hash, now):
         self.entered.append(token_hash)
         self.inside += 1
