@@ -22,6 +22,7 @@ from authsite.config import Settings
 from authsite.csrf import Csrf
 from authsite.db import Database
 from authsite.headers import SecurityHeadersMiddleware
+from authsite.hosts import AllowedHostsMiddleware
 from authsite.logins import Logins
 from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
@@ -101,6 +102,8 @@ class AuthSite:
         )
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
+        # Added last, so outermost: a request for a foreign host name is refused before any other work.
+        app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
         api = api_router(self)
         served = [
             Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),

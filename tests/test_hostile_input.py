@@ -38,6 +38,7 @@ GENEROUS_LIMITS = {
     "signup_max_per_ip": 1000,
     "reset_max_per_ip": 1000,
 }
+TEST_HOSTS = {"allowed_hosts": "testserver"}  # the same as conftest's: TestClient's Host
 INJECTIONS = {
     "sql-or": "' OR '1'='1",
     "sql-drop": "1; DROP TABLE user--",
@@ -457,7 +458,7 @@ def stage(tmp_path_factory, postgres_url) -> Iterator[Stage]:
     if postgres_url:
         asyncio.run(wipe_postgres_schema(postgres_url))
     database_url = postgres_url or f"sqlite+aiosqlite:///{data_dir / 'authsite.db'}"
-    settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, **GENEROUS_LIMITS)
+    settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, **GENEROUS_LIMITS, **TEST_HOSTS)
     app = create_app(settings)
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as visitor:
         stage = Stage(site=app.state.authsite, browsers={"visitor": visitor})
