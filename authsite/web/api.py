@@ -80,9 +80,8 @@ def api_router(site) -> APIRouter:
         if await request.body():
             await read_json(request, EmptyIn)
         response = Response(status_code=204)
-        if request.user.is_authenticated:
+        if await log_out_user(site, request, response):
             await audit(site, request, Kind.LOGOUT, user_id=request.user.id, via="api")
-        await log_out_user(site, request, response)
         return response
 
     @router.get("/me")
