@@ -21,6 +21,7 @@ from authsite.body_limit import BodyLimitMiddleware
 from authsite.config import Settings
 from authsite.csrf import Csrf
 from authsite.db import Database
+from authsite.head import HeadLikeGet
 from authsite.headers import SecurityHeadersMiddleware
 from authsite.hosts import AllowedHostsMiddleware
 from authsite.logins import Logins
@@ -96,6 +97,7 @@ class AuthSite:
         """Add authsite to `app`: lifespan, middleware, routes, static files, handlers."""
         app.state.authsite = self
         _chain_lifespan(app, self.lifespan)
+        app.add_middleware(HeadLikeGet, routes=app.router.routes)  # added first: innermost, beside the routes
         app.add_middleware(
             AuthMiddleware, lookup=self.lookup, cookie_secure=self.settings.cookie_secure,
             skip_prefixes=(self.static_path + "/",),
