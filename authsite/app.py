@@ -21,7 +21,9 @@ from authsite.body_limit import BodyLimitMiddleware
 from authsite.config import Settings
 from authsite.csrf import Csrf
 from authsite.db import Database
+from authsite.head import HeadLikeGet
 from authsite.headers import SecurityHeadersMiddleware
+from authsite.hosts import AllowedHostsMiddleware
 from authsite.known_devices import DeviceCookies
 from authsite.logins import Logins
 from authsite.mail import Mailer
@@ -97,6 +99,7 @@ class AuthSite:
         """Add authsite to `app`: lifespan, middleware, routes, static files, handlers."""
         app.state.authsite = self
         _chain_lifespan(app, self.lifespan)
+        app.add_middleware(HeadLikeGet, routes=app.router.routes)  # added first: innermost, beside the routes
         database_down = DatabaseDownAnswer(self.pages.render)
         app.add_middleware(
             AuthMiddleware, lookup=self.lookup, unavailable=database_down, cookie_secure=self.settings.cookie_secure,
@@ -104,6 +107,8 @@ class AuthSite:
         )
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
+        # Added last, so outermost: a request for a foreign host name is refused before any other work.
+        app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
         api = api_router(self)
         served = [
             Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),

@@ -177,9 +177,10 @@ async def _touch(database: Database, session: ActiveSession, now: datetime, life
     await database.run(lambda conn: conn.execute(_SLIDE, {"session_id": session.id, "seen": now, "until": until}))
 
 
-def end_session(conn: Connection, *, session_id: int) -> None:
-    """Logout: the row goes, so the token is refused by every worker from the next request on."""
-    conn.execute(_END_ONE, {"session_id": session_id})
+def end_session(conn: Connection, *, session_id: int) -> bool:
+    """Logout: the row goes, so the token is refused by every worker from the next request on.
+    True if this call deleted it (of racing logouts of one session, exactly one)."""
+    return conn.execute(_END_ONE, {"session_id": session_id}).rowcount == 1
 
 
 async def end_own_session(*, db: AsyncSession, user_id: int, session_id: int) -> bool:

@@ -38,17 +38,36 @@ class Pages:
     def render(
         self, request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
     ) -> Response:
-        token, new_cookie = self.csrf.token_for(request)
+        token = _FormToken(self.csrf, request)
         secure = cookies.is_secure(request.scope, self.csrf.cookie_secure)
         flashed = flash.waiting_key(request, secure=secure)
         page_context = {"user": request.user, "csrf_token": token, "errors": {}, **(context or {})}
         page_context["notice"] = page_context.get("notice") or flash.message_for(flashed)
         response = self.templates.TemplateResponse(request, name, page_context, status_code=status_code)
-        if new_cookie is not None:
-            cookies.set_csrf_cookie(response, new_cookie, secure=secure)
+        if token.new_cookie is not None:
+            cookies.set_csrf_cookie(response, token.new_cookie, secure=secure)
         if flashed is not None:
             flash.clear(response, secure=secure)
         return response
+
+
+class _FormToken:
+    """A page's CSRF token, made when the template first writes it: a page without a form (an
+    error page, say) sets no CSRF cookie and spends no HMAC."""
+
+    __slots__ = ("_csrf", "_request", "_value", "new_cookie")
+
+    def __init__(self, csrf: Csrf, request: Request):
+        self._csrf, self._request = csrf, request
+        self._value: str | None = None
+        self.new_cookie: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value, self.new_cookie = self._csrf.token_for(self._request)
+        return self._value
+
+    __html__ = __str__  # URL-safe characters only: nothing to escape
 
 
 def _when(moment) -> str:

@@ -30,6 +30,9 @@ GENEROUS_LIMITS = {
     "signup_max_per_ip": 1000,
     "reset_max_per_ip": 1000,
 }
+# TestClient's requests carry `Host: testserver`; servers started by tests listen on 127.0.0.1,
+# which the default AUTHSITE_ALLOWED_HOSTS allows.
+TEST_HOSTS = {"allowed_hosts": "testserver"}
 
 
 def pytest_configure(config):
@@ -95,7 +98,7 @@ def is_postgres(database_url) -> bool:
 @pytest.fixture
 def make_settings(tmp_path, database_url) -> Callable[..., Settings]:
     def make(**overrides) -> Settings:
-        values = {"data_dir": tmp_path / "data", "database_url": database_url, **GENEROUS_LIMITS, **overrides}
+        values = {"data_dir": tmp_path / "data", "database_url": database_url, **GENEROUS_LIMITS, **TEST_HOSTS, **overrides}
         return Settings(_env_file=None, **values)
 
     return make

@@ -161,3 +161,42 @@ def test_me_for_an_anonymous_caller_is_401_json(client):
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["detail"]
     assert "location" not in response.headers
+
+
+def test_api_logout_without_a_body_or_a_content_type_answers_204_and_ends_the_session(client, user):
+    api_log_in(client)
+
+    response = client.post("/api/auth/logout")
+
+    assert response.status_code == 204
+    assert client.get("/api/me").status_code == 401
+
+
+def test_api_logout_with_a_body_that_is_not_json_is_still_415(client, user):
+    api_log_in(client)
+
+    response = client.post("/api/auth/logout", content=b"x=y")
+
+    assert response.status_code == 415
+    assert client.get("/api/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/api/auth/login", "post", {"200", "400", "401", "403", "413", "415", "422", "429", "503"}),
+        ("/api/auth/logout", "post", {"204", "400", "403", "413", "415", "422", "503"}),
+        ("/api/me", "get", {"200", "401", "503"}),
+    ],
+)
+def test_the_openapi_document_lists_every_status_a_route_answers(app, path, method, statuses):
+    operation = app.openapi()["paths"][path][method]
+
+    assert set(operation["responses"]) == statuses
+    for status, answer in operation["responses"].items():
+        if status not in ("204",):
+            assert "application/json" in answer["content"], status
+
+
+def test_the_openapi_document_marks_the_logout_body_optional(app):
+    assert app.openapi()["paths"]["/api/auth/logout"]["post"]["requestBody"]["required"] is False

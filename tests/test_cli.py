@@ -122,7 +122,7 @@ def test_end_sessions_needs_a_name_or_all(run_cli):
 def test_admin_variables_create_a_super_user_at_start(monkeypatch, tmp_path, database_url):
     monkeypatch.setenv("AUTHSITE_ADMIN_USERNAME", "root")
     monkeypatch.setenv("AUTHSITE_ADMIN_PASSWORD", NEW_PASSWORD)
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=database_url)
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", database_url=database_url, allowed_hosts="testserver")
 
     with TestClient(create_app(settings), follow_redirects=False) as client:
         assert log_in(client, "root", NEW_PASSWORD).status_code == 303

@@ -156,6 +156,48 @@ def test_logout_from_another_site_is_refused(logged_in_client):
     assert is_logged_in(logged_in_client)
 
 
+CROSS_SITE = [{"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}, {"origin": FOREIGN_ORIGIN}]
+
+
+def session_cookies_set(response) -> list[str]:
+    """The Set-Cookie lines of a response that write (or delete) the session cookie."""
+    return [line for line in response.headers.get_list("set-cookie") if line.split("=")[0].endswith("session")]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE, ids=["cross-site", "same-site", "foreign-origin"])
+def test_a_cross_site_logout_leaves_the_session_alive(logged_in_client, other_visitor, run_db, headers):
+    # The forged POST arrives without the victim's SameSite=Lax cookie: it looks anonymous.
+    response = other_visitor.post("/auth/logout", data={"submit": "Log out"}, headers=headers)
+
+    assert response.status_code == 403
+    assert "set-cookie" not in response.headers
+    assert is_logged_in(logged_in_client)
+    assert count_sessions(run_db) == 1
+
+
+def test_a_logout_that_proves_nothing_clears_no_cookie(client):
+    # No session and no token: nothing says this came from the browser whose cookie it would clear.
+    response = client.post("/auth/logout")
+
+    assert response.status_code == 303
+    assert session_cookies_set(response) == []
+
+
+def test_an_api_logout_without_a_session_clears_no_cookie(client):
+    response = client.post("/api/auth/logout", json={})
+
+    assert response.status_code == 204
+    assert session_cookies_set(response) == []
+
+
+def test_a_real_logout_still_clears_the_cookie(logged_in_client):
+    response = logged_in_client.post("/auth/logout", data={"csrf_token": logout_token(logged_in_client)})
+
+    assert response.status_code == 303
+    assert len(session_cookies_set(response)) == 1
+    assert not is_logged_in(logged_in_client)
+
+
 @pytest.mark.parametrize(
     "origin",
     [FOREIGN_ORIGIN, "null", "http://testserver.evil.example", "http://testserver:8080", "http://testserver@evil.example", "http://[bad"],

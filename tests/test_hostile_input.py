@@ -40,6 +40,7 @@ GENEROUS_LIMITS = {
     "signup_max_per_ip": 1000,
     "reset_max_per_ip": 1000,
 }
+TEST_HOSTS = {"allowed_hosts": "testserver"}  # the same as conftest's: TestClient's Host
 INJECTIONS = {
     "sql-or": "' OR '1'='1",
     "sql-drop": "1; DROP TABLE user--",
@@ -461,7 +462,7 @@ def stage(tmp_path_factory, postgres_url) -> Iterator[Stage]:
     database_url = postgres_url or f"sqlite+aiosqlite:///{data_dir / 'authsite.db'}"
     # The admin route's form grants `editor`, which this site lets a plain admin hand out.
     settings = Settings(_env_file=None, data_dir=data_dir, database_url=database_url, admin_grantable_scopes="editor",
-                        **GENEROUS_LIMITS)
+                        **GENEROUS_LIMITS, **TEST_HOSTS)
     app = create_app(settings)
     with TestClient(app, base_url="http://testserver", follow_redirects=False) as visitor:
         stage = Stage(site=app.state.authsite, browsers={"visitor": visitor})

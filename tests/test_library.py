@@ -174,6 +174,7 @@ def test_an_admin_sees_the_reports(foreign_client, add_user):
 def test_the_example_app_serves_its_own_route_and_guards_the_dashboard(monkeypatch, tmp_path, database_url):
     monkeypatch.setenv("AUTHSITE_DATA_DIR", str(tmp_path / "example-data"))
     monkeypatch.setenv("AUTHSITE_DATABASE_URL", database_url)
+    monkeypatch.setenv("AUTHSITE_ALLOWED_HOSTS", "testserver")  # TestClient's Host
     example = load_example()
 
     with TestClient(example.app, follow_redirects=False) as client:

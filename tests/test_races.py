@@ -13,11 +13,13 @@ import contextlib
 import logging
 
 import httpx2
+import pytest
 from passlib.context import CryptContext
 from sqlmodel import select
 
 from authsite import passwords, rules, tokens
-from authsite.models import Session, User
+from authsite.events import Kind
+from authsite.models import AuthEvent, Session, User
 from support import PASSWORD, csrf_from
 
 LOCKED = "database is locked"
@@ -80,6 +82,45 @@ def test_a_request_racing_its_logout_sees_the_user_or_401_and_the_cookie_dies(ap
             else:
                 assert "detail" in me.json()
         assert after.status_code == 401
+    assert session_hashes(run_db, user.id) == set()
+
+
+# One session logged out many times at once (a double-click, a script's retries, several tabs)
+
+CONCURRENT_LOGOUTS = 20
+
+
+def logout_events(run_db, user_id: int) -> list[AuthEvent]:
+    async def read(db):
+        statement = select(AuthEvent).where(AuthEvent.kind == Kind.LOGOUT, AuthEvent.user_id == user_id)
+        return list((await db.exec(statement)).all())
+
+    return run_db(read)
+
+
+async def html_logout(browser, cookie: str, token: str) -> httpx2.Response:
+    return await browser.post("/auth/logout", data={"csrf_token": token}, headers={"cookie": cookie})
+
+
+async def api_logout(browser, cookie: str, token: str) -> httpx2.Response:
+    return await browser.post("/api/auth/logout", json={}, headers={"cookie": cookie})
+
+
+@pytest.mark.parametrize("logout", [html_logout, api_logout], ids=["form", "api"])
+def test_twenty_logouts_of_one_session_at_once_write_one_logout_event(app, client, user, run_db, logout):
+    async def race():
+        async with browsers(app, CONCURRENT_LOGOUTS) as tabs:
+            assert (await api_log_in(tabs[0])).status_code == 200
+            cookie = f"session={tabs[0].cookies['session']}"
+            token = csrf_from((await tabs[0].get("/auth/logout")).text)
+            for tab in tabs:
+                tab.cookies.clear()  # each sends the one cookie by hand, before any answer clears it
+            return await asyncio.gather(*(logout(tab, cookie, token) for tab in tabs))
+
+    answers = client.portal.call(race)
+
+    assert {answer.status_code for answer in answers} <= {204, 303}, [a.status_code for a in answers]
+    assert len(logout_events(run_db, user.id)) == 1
     assert session_hashes(run_db, user.id) == set()
 
 

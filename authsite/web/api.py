@@ -38,6 +38,58 @@ class EmptyIn(BaseModel):
     pass
 
 
+class UserOut(BaseModel):
+    id: int
+    username: str
+    scopes: list[str]
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+
+
+class LoginOut(BaseModel):
+    user: UserOut
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class FieldErrorOut(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class InvalidFieldsOut(BaseModel):
+    detail: list[FieldErrorOut]
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
+# Every answer a route may give besides its success, for the OpenAPI document (what a client
+# must handle, and what schemathesis holds the API to).
+ANSWERS = {
+    400: {"model": ErrorOut, "description": "The body is not valid JSON."},
+    401: {"model": ErrorOut, "description": "Not logged in."},
+    403: {"model": ErrorOut, "description": "Sent from another origin (`Origin` or `Sec-Fetch-Site`)."},
+    413: {"model": ErrorOut, "description": "The body is larger than 64 KiB.",
+          "content": {"text/plain": {"schema": {"type": "string"}}}},
+    415: {"model": ErrorOut, "description": "The body is not `application/json`."},
+    422: {"model": InvalidFieldsOut, "description": "Fields missing or of the wrong type, one entry each."},
+    429: {"model": ErrorOut, "description": "Too many failed logins; try again later.", "headers": RETRY_AFTER},
+    503: {"model": ErrorOut, "description": "The database is busy or out of reach; try again later.",
+          "headers": RETRY_AFTER},
+}
+
+
+def answers(*statuses: int, reworded: dict[int, str] | None = None) -> dict[int, dict]:
+    """The ANSWERS entries for `statuses`, with the descriptions in `reworded` put in their place."""
+    chosen = {status: dict(ANSWERS[status]) for status in statuses}
+    for status, text in (reworded or {}).items():
+        chosen[status]["description"] = text
+    return chosen
+
+
 def _json_body(model: type[BaseModel]) -> dict:
     # Bodies are read by hand (for a 415 on the wrong content type), so the
     # schema is declared here for the OpenAPI document.
@@ -60,7 +112,10 @@ def api_router(site) -> APIRouter:
     router = APIRouter(prefix="/api")
     state_changing = [Depends(same_origin_api_call)]
 
-    @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn))
+    @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn),
+                 responses={200: {"model": LoginOut, "description": "Logged in; the session cookie is set."},
+                            **answers(400, 401, 403, 413, 415, 422, 429, 503,
+                                    reworded={401: "Wrong username or password."})})
     async def api_login(request: Request) -> Response:
         body = await read_json(request, LoginIn)
         outcome = await attempt_login(site, request, body.username.strip(), body.password, via="api",
@@ -74,18 +129,24 @@ def api_router(site) -> APIRouter:
         set_session(site, request, response, outcome.token, user_id=outcome.user.id, remember=body.remember)
         return response
 
-    @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn))
+    @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn),
+                 responses={204: {"description": "Logged out (also when there was no session)."},
+                            **answers(400, 403, 413, 415, 422, 503)})
     async def api_logout(request: Request) -> Response:
-        require_json(request)
-        if await request.body():
+        body = await request.body()
+        # No body and no type: nothing to read (a cross-site form always sends a type). A body,
+        # or a declared type, must be JSON: a cross-site form cannot send that without a preflight.
+        if body or "content-type" in request.headers:
+            require_json(request)
+        if body:
             await read_json(request, EmptyIn)
         response = Response(status_code=204)
-        if request.user.is_authenticated:
+        if await log_out_user(site, request, response):
             await audit(site, request, Kind.LOGOUT, user_id=request.user.id, via="api")
-        await log_out_user(site, request, response)
         return response
 
-    @router.get("/me")
+    @router.get("/me", response_model=None, responses={200: {"model": UserOut, "description": "The logged-in user."},
+                                                       **answers(401, 503)})
     async def me(user: CurrentUser) -> dict:
         return user_json(user)
 

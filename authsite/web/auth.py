@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from authsite import flash, guards
+from authsite.csrf import CsrfFailed, is_cross_site
 from authsite.events import Kind
 from authsite.redirects import safe_next
 from authsite.web.audit import audit
@@ -56,15 +57,18 @@ def auth_router(site) -> APIRouter:
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
-        # Logging out someone already logged out (an expired session, say)
-        # changes nothing an attacker could want, so only a live session needs
-        # the token; that spares people a "request refused" page.
+        # A forged cross-site POST arrives without the SameSite=Lax cookie and looks
+        # anonymous: refuse it like every other state change, or its answer would
+        # delete the victim's cookie.
+        if is_cross_site(request):
+            raise CsrfFailed()
+        # Logging out someone already logged out (an expired session, say) changes
+        # nothing, so only a live session needs the token (no "request refused" page).
         if request.user.is_authenticated:
             await site.checked_form(request)
         response = flash.redirect_with_flash("/", "logged_out", conn=request, cookie_secure=site.settings.cookie_secure)
-        if request.user.is_authenticated:
+        if await log_out_user(site, request, response):
             await audit(site, request, Kind.LOGOUT, user_id=request.user.id)
-        await log_out_user(site, request, response)
         return response
 
     def _login_form(request, username, next_path, errors, *, status_code):

@@ -19,6 +19,8 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match, Mount, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authsite.head import answer_as_get
+
 
 class RouteGate(BaseRoute):
     def __init__(self, routes: list[BaseRoute | APIRouter], *, dependency_overrides_provider=None,
@@ -49,6 +51,10 @@ class RouteGate(BaseRoute):
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            # authsite has no HEAD route of its own: every GET route answers HEAD as GET.
+            await answer_as_get(self.app, scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params):

@@ -57,12 +57,16 @@ def _device_cookie(site, request: Request) -> str:
     return cookies.device_cookie_name(cookies.is_secure(request.scope, site.settings.cookie_secure))
 
 
-async def log_out_user(site, request: Request, response: Response) -> None:
+async def log_out_user(site, request: Request, response: Response) -> bool:
+    """End the request's session and clear its cookie; True if this request ended it (one
+    logout, one audit event, however many race). The caller has checked the request's origin."""
     current = request.scope.get(SESSION_SCOPE_KEY)
-    if current is not None:
-        await site.database.run(partial(sessions.end_session, session_id=current.id))
-    secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
-    cookies.clear_session_cookie(response, secure=secure)
+    if current is None:
+        # Nothing proves this request came from the browser whose cookie it would clear.
+        return False
+    ended = await site.database.run(partial(sessions.end_session, session_id=current.id))
+    cookies.clear_session_cookie(response, secure=cookies.is_secure(request.scope, site.settings.cookie_secure))
+    return ended
 
 
 def too_many_attempts(retry_after: int) -> str:
