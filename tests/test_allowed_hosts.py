@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from authsite import create_app
 from authsite.hosts import AllowedHostsMiddleware
-from support import log_in, statements_sent
+from support import statements_sent
 
 REBOUND_HOST = "attacker.example"
 
