@@ -5,10 +5,14 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
+import time
 from contextlib import contextmanager
 from html.parser import HTMLParser
+from pathlib import Path
 
+import httpx2
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
@@ -145,3 +149,49 @@ def statements_sent(site):
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+
+
+RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
+START_TIMEOUT_SECONDS = 15
+
+
+def run_py_environment(data_dir: Path, database_url: str | None, port: int, **variables: str) -> dict[str, str]:
+    """The environment `python run.py` gets in tests: none of the developer's AUTHSITE_* variables,
+    a free loopback port, the test's data dir and database, and `variables` (AUTHSITE_ + upper-cased)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
+    env |= {"AUTHSITE_HOST": "127.0.0.1", "AUTHSITE_PORT": str(port), "AUTHSITE_DATA_DIR": str(data_dir)}
+    if database_url:
+        env["AUTHSITE_DATABASE_URL"] = database_url
+    return env | {f"AUTHSITE_{name.upper()}": value for name, value in variables.items()}
+
+
+def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"run.py exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"run.py did not answer /healthz within {START_TIMEOUT_SECONDS} s:\n{log.read_text()}")
+
+
+@contextmanager
+def running_site(tmp_path: Path, database_url: str | None, **variables: str):
+    """`python run.py` on a free 127.0.0.1 port until the block ends, then stopped by its PID.
+    Yields (url, env) once /healthz answers; its log is tmp_path / "server.log"."""
+    port = free_port()
+    env = run_py_environment(tmp_path / "data", database_url, port, **variables)
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(process, url, log)
+        yield url, env
+    finally:
+        stop_process(process)

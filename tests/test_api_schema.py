@@ -5,7 +5,6 @@ every answer is documented, in the documented shape, and no input gets a 5xx.
 Each run is bounded (examples per operation and seconds), so the whole module takes about a
 minute and a half; CI runs it as part of `pytest`."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from support import PASSWORD, free_port, stop_process
-from test_server import RUN_PY, wait_until_healthy
+from support import PASSWORD, running_site
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = 40
@@ -23,27 +21,11 @@ LOGOUT = "/api/auth/logout"
 
 
 @pytest.fixture
-def api_server(tmp_path, database_url, is_postgres):
-    port, data_dir = free_port(), tmp_path / "data"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {"AUTHSITE_HOST": "127.0.0.1", "AUTHSITE_PORT": str(port), "AUTHSITE_DATA_DIR": str(data_dir)}
-    if is_postgres:
-        env["AUTHSITE_DATABASE_URL"] = database_url
-    created = subprocess.run(
-        [sys.executable, str(RUN_PY), "create-user", "alice", "--password-stdin"],
-        cwd=tmp_path, env=env, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
-    )
+def api_server(tmp_path, database_url, run_cli):
+    created = run_cli("create-user", "alice", "--password-stdin", stdin=PASSWORD + "\n")
     assert created.returncode == 0, created.stderr
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(process, url, log)
+    with running_site(tmp_path, database_url) as (url, _):
         yield url
-    finally:
-        stop_process(process)
 
 
 def session_cookie(url: str) -> str:

@@ -2,22 +2,15 @@
 passwords that are slow to judge: logged-in pages keep their pace, because the judging runs
 away from the event loop, and the tries on one link or one account are limited."""
 
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx2
 import pytest
 
 from authsite import resets
-from support import PASSWORD, csrf_from, free_port, stop_process
-from test_server import wait_until_healthy
-
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
+from support import PASSWORD, csrf_from, running_site
 
 # zxcvbn's cost grows quickly with repetition and length: this one takes tens of milliseconds.
 SLOW_TO_JUDGE = "1" * 72
@@ -49,24 +42,10 @@ def change_password(browser, new: str, current: str = PASSWORD):
 
 
 @pytest.fixture
-def server(tmp_path, database_url, is_postgres):
+def server(tmp_path, database_url):
     """`python run.py` on a free loopback port; sign-ups unlimited, so the form can be hammered."""
-    port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {"AUTHSITE_HOST": "127.0.0.1", "AUTHSITE_PORT": str(port), "AUTHSITE_DATA_DIR": str(tmp_path / "data"),
-            "AUTHSITE_SIGNUP_MAX_PER_IP": "1000000"}
-    if is_postgres:
-        env["AUTHSITE_DATABASE_URL"] = database_url
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output,
-                                   stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(process, url, log)
+    with running_site(tmp_path, database_url, signup_max_per_ip="1000000") as (url, _):
         yield url
-    finally:
-        stop_process(process)
 
 
 def sign_up(browser: httpx2.Client, username: str, password: str) -> httpx2.Response:

@@ -1,10 +1,8 @@
 """The real server: `python run.py` on a loopback port, as an operator starts it,
 and /healthz when the database stops answering."""
 
-import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +10,8 @@ import httpx2
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from support import PASSWORD, csrf_from, free_port, stop_process
+from support import PASSWORD, RUN_PY, csrf_from, running_site
 
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
-START_TIMEOUT_SECONDS = 15
-STOP_TIMEOUT_SECONDS = 5
 # Nothing listens on port 1: connecting fails at once, like a database that is down.
 UNREACHABLE_DATABASE_URL = "postgresql+asyncpg://x@127.0.0.1:1/x"
 
@@ -28,40 +23,12 @@ class Server:
     env: dict[str, str]
 
 
-def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"run.py exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"run.py did not answer /healthz within {START_TIMEOUT_SECONDS} s:\n{log.read_text()}")
-
-
 @pytest.fixture
-def server(tmp_path, database_url, is_postgres):
-    """`python run.py` on a free loopback port with a fresh data dir (and the test
-    Postgres database when there is one); stopped by PID afterwards."""
-    port, data_dir = free_port(), tmp_path / "data"
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {"AUTHSITE_HOST": "127.0.0.1", "AUTHSITE_PORT": str(port), "AUTHSITE_DATA_DIR": str(data_dir)}
-    if is_postgres:
-        env["AUTHSITE_DATABASE_URL"] = database_url
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(process, url, log)
-        yield Server(url=url, data_dir=data_dir, env=env)
-    finally:
-        stop_process(process, timeout=STOP_TIMEOUT_SECONDS)
+def server(tmp_path, database_url):
+    """`python run.py` on a free loopback port with a fresh data dir and the test database;
+    stopped by PID afterwards."""
+    with running_site(tmp_path, database_url) as (url, env):
+        yield Server(url=url, data_dir=tmp_path / "data", env=env)
 
 
 def test_healthz_is_ok_when_the_database_answers(client):

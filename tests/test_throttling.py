@@ -4,10 +4,7 @@ answer is 429 with Retry-After, even for the right password; the count holds acr
 workers, ignores a client's own X-Forwarded-For, expires by itself and is pruned."""
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,9 +17,8 @@ from sqlmodel import col, select
 from authsite import create_app, passwords, throttle
 from authsite.events import Kind
 from authsite.models import AuthEvent, ThrottleHit, User
-from support import PASSWORD, CountingContext, csrf_from, form_token, free_port, log_in
+from support import PASSWORD, CountingContext, csrf_from, form_token, log_in, running_site
 
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 WRONG_PASSWORD = "another long phrase 9"
 NEW_PASSWORD = "new password 456"
 ALICE_EMAIL = "alice@example.com"
@@ -423,44 +419,11 @@ def test_asking_by_name_and_by_email_still_mails_an_account_at_most_three_times_
 
 
 @pytest.fixture
-def throttled_server(tmp_path, database_url, is_postgres):
+def throttled_server(tmp_path, database_url):
     """`python run.py` on a free loopback port with LIMIT failures allowed; stopped by PID."""
-    port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
-    env |= {
-        "AUTHSITE_HOST": "127.0.0.1",
-        "AUTHSITE_PORT": str(port),
-        "AUTHSITE_DATA_DIR": str(tmp_path / "data"),
-        "AUTHSITE_LOGIN_MAX_FAILURES": str(LIMIT),
-        "AUTHSITE_LOGIN_WINDOW_SECONDS": str(WINDOW),
-    }
-    if is_postgres:
-        env["AUTHSITE_DATABASE_URL"] = database_url
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx2.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with running_site(tmp_path, database_url, login_max_failures=str(LIMIT),
+                      login_window_seconds=str(WINDOW)) as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_the_real_server_ignores_a_clients_own_x_forwarded_for(throttled_server):
