@@ -47,6 +47,8 @@ from authsite.web.reset import reset_router
 log = logging.getLogger("authsite")
 
 PURGE_INTERVAL_SECONDS = 300
+# How long stopping waits for a purge in flight (each statement is bounded on Postgres anyway).
+PURGE_STOP_SECONDS = 10
 ADMIN_SCOPES = ("authenticated", "admin", "super")
 LIMITED_BODY_PREFIXES = ("/auth/", "/account", "/admin", "/api/")
 
@@ -145,14 +147,22 @@ class AuthSite:
         await self.hasher.warm_up()
         await self._bootstrap_admin()
         await self.mailer.start()
+        self._stopping = asyncio.Event()
         self._purger = asyncio.create_task(self._purge_expired_rows_forever())
 
     async def stop(self) -> None:
         await self.mailer.stop()
         if self._purger:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
+            # Let a purge in flight finish: cancelled mid-statement, an asyncpg connection is left
+            # with an answer nobody reads ("Future exception was never retrieved" in the log).
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._purger), PURGE_STOP_SECONDS)
+            except TimeoutError:
+                self._purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._purger
+            self._purger = None
         if self.reader:
             await self.reader.close()
             self.reader = None
@@ -195,9 +205,12 @@ class AuthSite:
                     retention = timedelta(days=self.settings.audit_retention_days)
                     await events.prune_events(db=db, older_than=retention)
                 await self.throttle.prune(older_than=self.limits.longest_window)
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 log.warning("could not purge expired rows (%s); will retry", type(exc).__name__)
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), PURGE_INTERVAL_SECONDS)
+            if self._stopping.is_set():
+                return
 
 
 class StartupError(Exception):
