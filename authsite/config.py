@@ -30,6 +30,12 @@ def _items(value: str) -> list[str]:
     return [item for item in (part.strip() for part in value.split(",")) if item]
 
 
+def _check_scope_names(value: str) -> None:
+    for item in _items(value):
+        if not SCOPE_NAME.fullmatch(item):
+            raise ValueError(f"{item[:80]!r} is not a scope name (a-z, 0-9, ':', '.', '_', '-')")
+
+
 class Settings(BaseSettings):
     """Everything an operator can set, read from AUTHSITE_* variables and `.env`."""
 
@@ -79,6 +85,13 @@ class Settings(BaseSettings):
     # Scopes (besides `authenticated`) a plain admin may grant or remove; the rest are super's.
     admin_grantable_scopes: str = ""
 
+    # Shown in titles, the header, mail, and as the issuer of authenticator-app entries.
+    site_name: str = Field("authsite", min_length=1, max_length=60)
+    # How long after a login or a re-authentication a session may make sensitive changes.
+    sudo_seconds: int = Field(900, ge=1)
+    # Scopes whose holders must have a second factor before they can use anything else.
+    mfa_required_scopes: str = ""
+
     def __init__(self, **values: Any):
         # The error still carries every input in .errors() and .json() (what error trackers
         # and API handlers show); it is raised again with the inputs blanked out.
@@ -99,11 +112,24 @@ class Settings(BaseSettings):
     @field_validator("admin_grantable_scopes")
     @classmethod
     def _scope_list(cls, value: str) -> str:
+        _check_scope_names(value)
         for item in _items(value):
-            if not SCOPE_NAME.fullmatch(item):
-                raise ValueError(f"{item[:80]!r} is not a scope name (a-z, 0-9, ':', '.', '_', '-')")
             if item in ("admin", "super"):
                 raise ValueError(f"{item!r} can only ever be granted by a super user")
+        return value
+
+    @field_validator("mfa_required_scopes")
+    @classmethod
+    def _required_scope_list(cls, value: str) -> str:
+        _check_scope_names(value)
+        return value
+
+    @field_validator("site_name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise ValueError("must be a short name of printable characters, e.g. Example Club")
         return value
 
     @field_validator("database_url")
@@ -203,6 +229,10 @@ class Settings(BaseSettings):
     @property
     def admin_grantable(self) -> frozenset[str]:
         return frozenset(_items(self.admin_grantable_scopes))
+
+    @property
+    def mfa_required(self) -> frozenset[str]:
+        return frozenset(_items(self.mfa_required_scopes))
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,13 +8,17 @@ from authsite.sessions import ActiveSession
 
 
 class AuthenticatedUser(BaseUser):
-    def __init__(self, session: ActiveSession):
+    def __init__(self, session: ActiveSession, *, needs_second_factor: bool = False):
         self.id = session.user_id
         self.username = session.username
         self.email = session.email
         self.first_name = session.first_name
         self.last_name = session.last_name
         self.scopes = tuple(session.scopes)
+        self.has_second_factor = session.mfa_enabled
+        # A scope the site names in AUTHSITE_MFA_REQUIRED_SCOPES, and no second factor yet: the
+        # guards send this user to /account/security until they add one.
+        self.needs_second_factor = needs_second_factor
 
     @property
     def is_authenticated(self) -> bool:
@@ -38,6 +42,8 @@ class AnonymousUser(BaseUser):
     username = ""
     email = None
     scopes: tuple[str, ...] = ()
+    has_second_factor = False
+    needs_second_factor = False
 
     @property
     def is_authenticated(self) -> bool:

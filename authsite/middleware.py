@@ -26,9 +26,10 @@ LOOKUP_FAILED = (ReaderUnavailable, SQLAlchemyError, OSError)
 class AuthMiddleware:
     def __init__(
         self, app: ASGIApp, *, lookup: Lookup, unavailable: ASGIApp, cookie_secure: str,
-        skip_prefixes: tuple[str, ...] = (),
+        skip_prefixes: tuple[str, ...] = (), mfa_required: frozenset[str] = frozenset(),
     ):
         self.app = app
+        self.mfa_required = mfa_required  # AUTHSITE_MFA_REQUIRED_SCOPES
         self.lookup = lookup
         self.unavailable = unavailable  # the database-down answer, the same one anonymous visitors get
         self.cookie_secure = cookie_secure
@@ -52,7 +53,11 @@ class AuthMiddleware:
         if session is None:
             scope["user"], scope["auth"] = ANONYMOUS, NO_SCOPES
         else:
-            scope["user"], scope["auth"] = AuthenticatedUser(session), Scopes(session.scopes)
+            needs_factor = bool(self.mfa_required) and not session.mfa_enabled and not self.mfa_required.isdisjoint(
+                session.scopes
+            )
+            scope["user"] = AuthenticatedUser(session, needs_second_factor=needs_factor)
+            scope["auth"] = Scopes(session.scopes)
         await self.app(scope, receive, send)
 
     async def _find_session(self, scope: Scope) -> ActiveSession | None:

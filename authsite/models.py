@@ -1,7 +1,7 @@
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, false
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 DEFAULT_SCOPES = ["authenticated"]
@@ -42,6 +42,10 @@ class User(SQLModel, table=True):
     info: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     last_login_at: datetime | None = None
+    # Whether the account has a second factor, kept in step with the factor tables by
+    # authsite/factors/enrolment.py in the same transaction as each change: the login and the
+    # session lookup read it with the row they read anyway.
+    mfa_enabled: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class Session(SQLModel, table=True):
@@ -59,6 +63,9 @@ class Session(SQLModel, table=True):
     ip: str | None = Field(default=None, max_length=45)
     user_agent: str | None = Field(default=None, max_length=512)
     remember: bool = False
+    # When this session last proved who it is (its login, or a confirmation at /auth/confirm):
+    # sudo mode is a property of the row, so it holds across workers and hosts.
+    authenticated_at: datetime = Field(default_factory=utcnow)
 
 
 class PasswordReset(SQLModel, table=True):
@@ -118,3 +125,52 @@ class ThrottleHit(SQLModel, table=True):
     # True while the attempt it reserves is still being checked (its password hashing); a
     # failure then becomes a plain hit, a success deletes it. Only settled hits are failures.
     pending: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+
+
+def _user_id_column(*, unique: bool = False) -> Column:
+    # CASCADE: whatever belongs to an account goes with it.
+    return Column(Integer, ForeignKey("user.id", ondelete="CASCADE"), nullable=False, index=True, unique=unique)
+
+
+class Authenticator(SQLModel, table=True):
+    """A user's authenticator app (TOTP, RFC 6238): its secret, sealed, and the last step it accepted."""
+
+    __tablename__ = "totp_authenticator"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_user_id_column(unique=True))
+    # AES-GCM under a key derived from the secret key, bound to the user (authsite/sealing.py).
+    secret_sealed: str = Field(max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    # The time step of the last code accepted: a code whose step is not later is refused, so a
+    # code seen over a shoulder or in a log cannot be used again (RFC 6238, section 5.2).
+    last_step: int = 0
+
+
+class RecoveryCode(SQLModel, table=True):
+    """One unused recovery code, as a keyed hash (authsite/factors/recovery_codes.py); used ones are deleted."""
+
+    __tablename__ = "recovery_code"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash", name="uq_recovery_code_user_id_code_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_user_id_column())
+    code_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PendingStep(SQLModel, table=True):
+    """A step half-way through, such as a login waiting for its second factor: reached with a
+    one-time token (only its SHA-256 is kept), it expires, and it ends after a few wrong answers."""
+
+    __tablename__ = "pending_step"
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(max_length=32)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    user_id: int = Field(sa_column=_user_id_column())
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime = Field(index=True)
+    failures: int = 0
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

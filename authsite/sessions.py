@@ -37,6 +37,8 @@ LOOKUP = (
         _user.c.email,
         _user.c.first_name,
         _user.c.last_name,
+        _session.c.authenticated_at,
+        _user.c.mfa_enabled,
     )
     .join(_user, _user.c.id == _session.c.user_id)
     .where(
@@ -90,6 +92,8 @@ class ActiveSession(NamedTuple):
     email: str | None
     first_name: str | None
     last_name: str | None
+    authenticated_at: datetime
+    mfa_enabled: bool
     token_hash: str
 
 
@@ -105,11 +109,13 @@ _STILL_VALID = (
     select(_user.c.id).where(STILL_CHECKED)
     .with_for_update(read=True)  # FOR SHARE on Postgres; SQLite serialises writes anyway
 )
-_NEW_ROW = ("token_hash", "user_id", "created_at", "last_seen_at", "expires_at", "ip", "user_agent", "remember")
+_NEW_ROW = ("token_hash", "user_id", "created_at", "last_seen_at", "expires_at", "ip", "user_agent", "remember",
+            "authenticated_at")
 _START = insert(_session).from_select(
     _NEW_ROW, select(*(bindparam(name, type_=_session.c[name].type) for name in _NEW_ROW)).where(exists(_STILL_VALID))
 )
 _END_ONE = delete(_session).where(_session.c.id == bindparam("session_id"))
+END_USER_SESSIONS = delete(_session).where(_session.c.user_id == bindparam("user_id"))
 _SLIDE = (
     update(_session).where(_session.c.id == bindparam("session_id"))
     .values(last_seen_at=bindparam("seen"), expires_at=bindparam("until"))
@@ -150,6 +156,7 @@ def start_session(
         "ip": ip,
         "user_agent": (user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
         "remember": remember,
+        "authenticated_at": now,  # a new session has just proved who it is: sudo mode starts now
     }
     return token if conn.execute(_START, row).rowcount == 1 else None
 
@@ -175,6 +182,26 @@ async def get_user_by_session_token(
 async def _touch(database: Database, session: ActiveSession, now: datetime, lifetimes: Lifetimes) -> None:
     until = lifetimes.expiry(created_at=session.created_at, now=now, remember=session.remember)
     await database.run(lambda conn: conn.execute(_SLIDE, {"session_id": session.id, "seen": now, "until": until}))
+
+
+_REAUTHENTICATED = (
+    update(_session).where(_session.c.id == bindparam("session_id"))
+    .values(token_hash=bindparam("new_hash"), authenticated_at=bindparam("now"))
+)
+
+
+def reauthenticate(conn: Connection, *, session_id: int, now: datetime) -> str | None:
+    """The session's holder proved who they are again (/auth/confirm): sudo mode restarts, under a
+    new token (returned for the cookie), as at any authentication: whoever copied the old one
+    before does not hold the session that now may make sensitive changes. None if it has ended."""
+    token = tokens.new_token()
+    changed = conn.execute(_REAUTHENTICATED, {"session_id": session_id, "new_hash": tokens.hash_token(token), "now": now})
+    return token if changed.rowcount == 1 else None
+
+
+def is_recently_authenticated(session: ActiveSession, *, within: timedelta, now: datetime) -> bool:
+    """Sudo mode: the session logged in or confirmed who it is no longer than `within` ago."""
+    return now - session.authenticated_at <= within
 
 
 def end_session(conn: Connection, *, session_id: int) -> bool:

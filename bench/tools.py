@@ -157,13 +157,14 @@ class BenchDatabase:
                 rows = ((os.urandom(32).hex(), "2026-01-01 00:00:00.000000", "2099-01-01 00:00:00.000000", self.EXTRA)
                         for _ in range(count))
                 conn.executemany(
-                    "INSERT INTO session (token_hash, user_id, created_at, last_seen_at, expires_at, user_agent, remember)"
-                    " SELECT ?, id, ?, ?, ?, ?, 0 FROM user LIMIT 1", (r[:2] + (r[1],) + r[2:] for r in rows))
+                    "INSERT INTO session (token_hash, user_id, created_at, last_seen_at, authenticated_at, expires_at,"
+                    " user_agent, remember) SELECT ?, id, ?, ?, ?, ?, ?, 0 FROM user LIMIT 1",
+                    (r[:2] + (r[1], r[1]) + r[2:] for r in rows))
             return
         self.run(
-            "INSERT INTO session (token_hash, user_id, created_at, last_seen_at, expires_at, user_agent, remember)"
-            " SELECT md5(random()::text) || md5(random()::text), (SELECT min(id) FROM \"user\"), '2026-01-01', '2026-01-01',"
-            f" '2099-01-01', '{self.EXTRA}', false FROM generate_series(1, {int(count)})",
+            "INSERT INTO session (token_hash, user_id, created_at, last_seen_at, authenticated_at, expires_at, user_agent,"
+            " remember) SELECT md5(random()::text) || md5(random()::text), (SELECT min(id) FROM \"user\"), '2026-01-01',"
+            f" '2026-01-01', '2026-01-01', '2099-01-01', '{self.EXTRA}', false FROM generate_series(1, {int(count)})",
             "ANALYZE session",
         )
 

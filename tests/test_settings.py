@@ -54,6 +54,9 @@ def test_defaults_match_the_contract(tmp_path):
     assert settings.smtp_url is None
     assert (settings.login_max_failures, settings.login_window_seconds) == (10, 180)
     assert settings.admin_username is None and settings.admin_password is None
+    assert settings.site_name == "authsite"
+    assert settings.sudo_seconds == 900
+    assert settings.mfa_required == frozenset()
 
 
 def test_authsite_environment_variables_are_read(monkeypatch, tmp_path):
@@ -187,6 +190,9 @@ def test_an_unreadable_database_url_stops_run_py_in_one_line_without_its_passwor
         ("AUTHSITE_DATABASE_URL", "mysql://x"),
         ("AUTHSITE_SECRET_KEY", "too-short"),
         ("AUTHSITE_ADMIN_USERNAME", "root"),
+        ("AUTHSITE_SUDO_SECONDS", "0"),
+        ("AUTHSITE_MFA_REQUIRED_SCOPES", "admin,Not A Scope"),
+        ("AUTHSITE_SITE_NAME", "   "),
     ],
 )
 def test_run_py_refuses_a_bad_variable_in_one_line(tmp_path, variable, value):
