@@ -37,6 +37,13 @@ class Kind(StrEnum):
     SCOPES_CHANGED = "scopes_changed"
     ACTIVATED = "activated"
     DEACTIVATED = "deactivated"
+    SECOND_STEP = "second_step"
+    REAUTHENTICATED = "reauthenticated"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    MFA_RESET = "mfa_reset"
+    RECOVERY_CODES_REPLACED = "recovery_codes_replaced"
+    RECOVERY_CODE_USED = "recovery_code_used"
 
 
 LABELS = {
@@ -52,10 +59,18 @@ LABELS = {
     Kind.SCOPES_CHANGED: "Permissions changed",
     Kind.ACTIVATED: "Account activated",
     Kind.DEACTIVATED: "Account deactivated",
+    Kind.SECOND_STEP: "Password accepted, second factor asked",
+    Kind.REAUTHENTICATED: "Identity confirmed for a sensitive change",
+    Kind.MFA_ENABLED: "Authenticator app turned on",
+    Kind.MFA_DISABLED: "Authenticator app turned off",
+    Kind.MFA_RESET: "Second factors removed by an administrator",
+    Kind.RECOVERY_CODES_REPLACED: "New recovery codes made",
+    Kind.RECOVERY_CODE_USED: "Recovery code used",
 }
 REASONS = {"unknown_user": "unknown user", "bad_password": "wrong password", "inactive": "account inactive",
            "throttled": "too many attempts", "password_changed": "password changed meanwhile",
-           "wrong_current_password": "wrong current password"}
+           "wrong_current_password": "wrong current password", "wrong_code": "wrong code",
+           "login_expired": "login expired"}
 
 
 def describe(event: AuthEvent) -> str:

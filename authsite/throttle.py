@@ -198,6 +198,11 @@ RESET_ACCOUNT_WINDOW = timedelta(hours=1)
 # tries a few; judging one costs real CPU, so an endless stream is refused.
 NEW_PASSWORD_TRIES = 10
 NEW_PASSWORD_WINDOW = timedelta(minutes=15)
+# Wrong second-factor codes for one account, from anywhere: someone who has the password and many
+# addresses still gets only this many guesses at a 6-digit code per window (RFC 6238, 5.2). The
+# owner's own browser (its device cookie) is counted apart, so this cannot lock them out.
+SECOND_FACTOR_FAILURES = 10
+SECOND_FACTOR_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,7 @@ class Limits:
     reset_ip: Limit
     reset_account: Limit = Limit(RESET_MAX_PER_ACCOUNT, RESET_ACCOUNT_WINDOW)
     new_password: Limit = Limit(NEW_PASSWORD_TRIES, NEW_PASSWORD_WINDOW)
+    second_factor_account: Limit = Limit(SECOND_FACTOR_FAILURES, SECOND_FACTOR_WINDOW)
 
     @classmethod
     def from_settings(cls, settings) -> "Limits":
@@ -222,7 +228,8 @@ class Limits:
     @property
     def longest_window(self) -> timedelta:
         return max(limit.window for limit in (self.login_account, self.login_ip, self.signup_ip,
-                                              self.reset_ip, self.reset_account, self.new_password))
+                                              self.reset_ip, self.reset_account, self.new_password,
+                                              self.second_factor_account))
 
     def login(self, username: str, ip: str | None) -> list[tuple[str, Limit]]:
         # Keyed by name AND address: an attacker hammering one account from
@@ -237,6 +244,9 @@ class Limits:
         # Failures from one address across all names (password spraying). Only failures
         # count, so many people behind one NAT logging in at once are never refused.
         return [(f"login-ip:{client_key(ip)}", self.login_ip)]
+
+    def second_factor(self, user_id: int) -> list[tuple[str, Limit]]:
+        return [(f"second-factor:{user_id}", self.second_factor_account)]
 
     def signup(self, ip: str | None) -> list[tuple[str, Limit]]:
         return [(f"signup-ip:{client_key(ip)}", self.signup_ip)]
