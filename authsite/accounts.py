@@ -101,7 +101,7 @@ async def create_user(
     """A new account; raises AccountError naming the first field that is wrong."""
     if problem := rules.username_problem(username):
         raise AccountError("username", problem)
-    email = _checked_email(email)
+    email = checked_email(email)
     if problem := await strength.password_problem(password, user_inputs=[username, email or ""]):
         raise AccountError("password", problem)
     if await get_user_by_username(db, username):
@@ -200,7 +200,7 @@ async def update_profile(
     for field, value in (("first_name", first_name), ("last_name", last_name)):
         if problem := rules.name_problem(value):
             raise AccountError(field, problem)
-    email = _checked_email(email)
+    email = checked_email(email)
     if (email or None) != user.email:
         await _confirm(confirm, user, current_password)
         if email and (other := await get_user_by_email(db, email)) and other.id != user.id:
@@ -237,7 +237,7 @@ async def _confirm(confirm: Confirm, user: User, password: str) -> None:
         raise AccountError("current_password", WRONG_PASSWORD)
 
 
-def _checked_email(email: str | None) -> str | None:
+def checked_email(email: str | None) -> str | None:
     if not email or not email.strip():
         return None
     try:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount
 
-from authsite import accounts, errors, events, guards, resets, sessions
+from authsite import accounts, errors, events, guards, pending, resets, sessions
 from authsite.body_limit import BodyLimitMiddleware
 from authsite.config import Settings
 from authsite.csrf import Csrf
@@ -24,11 +24,15 @@ from authsite.db import Database
 from authsite.head import HeadLikeGet
 from authsite.headers import SecurityHeadersMiddleware
 from authsite.hosts import AllowedHostsMiddleware
+from authsite.factors.second_factors import SecondFactors
 from authsite.known_devices import DeviceCookies
 from authsite.logins import Logins
 from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
+from authsite.models import utcnow
+from authsite.notices import Notices
 from authsite.passwords import PasswordHasher
+from authsite.second_step import SecondStep
 from authsite.secret_key import load_or_create_secret_key
 from authsite.session_reader import SessionReader, open_reader
 from authsite.templating import Pages, resource_dir
@@ -37,12 +41,15 @@ from authsite.web.account import account_router
 from authsite.web.admin import admin_router
 from authsite.web.api import api_router
 from authsite.web.auth import auth_router
+from authsite.web.confirm import confirm_router
 from authsite.web.database_down import AnswerDatabaseDown, DatabaseDownAnswer
 from authsite.web.deps import checked_form
 from authsite.web.gate import RouteGate, document_routes
+from authsite.web.mfa import mfa_router
 from authsite.web.pages import health_router, home_router
 from authsite.web.register import register_router
 from authsite.web.reset import reset_router
+from authsite.web.security import security_router
 
 log = logging.getLogger("authsite")
 
@@ -69,10 +76,10 @@ class AuthSite:
         templates_dir: Path | None = None,
         static_path: str = "/static",
         security_headers: bool = True,
-        site_name: str = "authsite",
+        site_name: str | None = None,
     ):
         self.settings = settings
-        self.name = site_name
+        self.name = site_name or settings.site_name  # AUTHSITE_SITE_NAME, unless the host app names it
         self.static_path = static_path.rstrip("/")
         self.security_headers = security_headers
         self.lifetimes = sessions.Lifetimes.from_seconds(
@@ -82,10 +89,12 @@ class AuthSite:
         )
         self.hasher = PasswordHasher()
         self.pages = Pages(
-            templates_dir=templates_dir, static_path=self.static_path, site_name=site_name,
+            templates_dir=templates_dir, static_path=self.static_path, site_name=self.name,
             allow_signup=settings.allow_signup,
         )
         self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
+        self.notices = Notices(mailer=self.mailer, site=self.name, base_url=settings.public_url)
+        self.sudo_window = timedelta(seconds=settings.sudo_seconds)
         self.checked_form = checked_form(lambda: self.csrf)
         self.database: Database | None = None
         self.reader: SessionReader | None = None
@@ -95,6 +104,8 @@ class AuthSite:
         self.limits = Limits.from_settings(settings)
         self.csrf: Csrf | None = None
         self.devices: DeviceCookies | None = None
+        self.factors: SecondFactors | None = None
+        self.second_step: SecondStep | None = None
         self._purger: asyncio.Task | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -105,7 +116,7 @@ class AuthSite:
         database_down = DatabaseDownAnswer(self.pages.render)
         app.add_middleware(
             AuthMiddleware, lookup=self.lookup, unavailable=database_down, cookie_secure=self.settings.cookie_secure,
-            skip_prefixes=(self.static_path + "/",),
+            skip_prefixes=(self.static_path + "/",), mfa_required=self.settings.mfa_required,
         )
         app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
@@ -114,13 +125,13 @@ class AuthSite:
         api = api_router(self)
         served = [
             Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),
-            auth_router(self), register_router(self), reset_router(self), account_router(self), admin_router(self),
-            api, health_router(self),
+            auth_router(self), mfa_router(self), confirm_router(self), register_router(self), reset_router(self),
+            security_router(self), account_router(self), admin_router(self), api, health_router(self),
         ]
         answered = partial(AnswerDatabaseDown, answer=database_down)
         app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
         document_routes(app, [api])
-        errors.install_handlers(app, self.pages.render)
+        errors.install_handlers(app, self.pages.render, cookie_secure=self.settings.cookie_secure)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +148,7 @@ class AuthSite:
         secret = key.get_secret_value() if key else load_or_create_secret_key(self.settings.data_dir)
         self.csrf = Csrf(secret, cookie_secure=self.settings.cookie_secure)
         self.devices = DeviceCookies(secret)
+        self.factors = SecondFactors(secret, issuer=self.name)
         self.pages.csrf = self.csrf
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
@@ -144,6 +156,8 @@ class AuthSite:
         self.audit = events.AuditLog(self.database)
         self.throttle = Throttle(self.database)
         self.logins = Logins(database=self.database, hasher=self.hasher, limits=self.limits, lifetimes=self.lifetimes)
+        self.second_step = SecondStep(database=self.database, factors=self.factors, limits=self.limits,
+                                      lifetimes=self.lifetimes)
         await self.hasher.warm_up()
         await self._bootstrap_admin()
         await self.mailer.start()
@@ -200,6 +214,7 @@ class AuthSite:
         while True:
             try:
                 await sessions.purge_expired(engine=self.database.engine)
+                await self.database.run(partial(pending.purge_expired, now=utcnow()))
                 async with self.database.sessionmaker() as db:
                     await resets.purge_expired_resets(db=db)
                     retention = timedelta(days=self.settings.audit_retention_days)

@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     set_scopes_cmd.add_argument("--scope", action="append", default=[], help="a scope to hold, e.g. admin or super; repeatable")
     set_scopes_cmd.set_defaults(handler=set_scopes)
 
+    mfa = commands.add_parser(
+        "mfa-reset", help="remove a user's second factors (authenticator app, recovery codes) and end their sessions"
+    )
+    mfa.add_argument("name")
+    mfa.set_defaults(handler=mfa_reset)
+
     link = commands.add_parser("reset-link", help="print a one-time password-reset link (for sites without mail)")
     link.add_argument("name")
     link.set_defaults(handler=reset_link)
@@ -232,6 +238,35 @@ def reset_link(settings: Settings, args: argparse.Namespace) -> int:
         print(f"(valid for one hour, once; for {user.username!r})", file=sys.stderr)
 
     _run_with_database(settings, make_link)
+    return 0
+
+
+def mfa_reset(settings: Settings, args: argparse.Namespace) -> int:
+    from authsite import accounts, events
+    from authsite.factors.second_factors import remove_all_factors
+    from authsite.mail import Mailer
+    from authsite.notices import Notice, Notices, Where
+
+    async def reset(db: Database, hasher: PasswordHasher) -> None:
+        async with db.sessionmaker() as session:
+            user = await accounts.get_user_by_username(session, args.name)
+        if user is None:
+            raise CommandFailed(f"no user named {args.name!r}")
+        had = await db.run(partial(remove_all_factors, user_id=user.id))
+        await events.AuditLog(db).record(events.Kind.MFA_RESET, user_id=user.id, via="cli", had_factors=had)
+        if not had:
+            print(f"{user.username!r} had no second factor; their sessions have ended")
+            return
+        mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
+        await mailer.start()
+        Notices(mailer=mailer, site=settings.site_name, base_url=settings.public_url).send(
+            Notice.FACTORS_RESET, to=user.email, username=user.username, where=Where(ip="the server's shell", user_agent=None),
+        )
+        await mailer.stop()
+        print(f"removed every second factor of {user.username!r} and ended their sessions; "
+              "they can log in with their password and set up a new one")
+
+    _run_with_database(settings, reset)
     return 0
 
 

@@ -103,3 +103,24 @@ def set_device_cookie(response: Response, value: str, *, secure: bool) -> None:
         device_cookie_name(secure), value, max_age=DEVICE_COOKIE_MAX_AGE, path="/", secure=secure, httponly=True,
         samesite="lax",
     )
+
+
+# A login waiting for its second factor (authsite/second_step.py): its one-time token, for five
+# minutes. SameSite=Strict: only this site's own pages ever need to send it.
+PENDING_LOGIN_COOKIE = "pending_login"
+SECURE_PENDING_LOGIN_COOKIE = "__Host-pending_login"
+
+
+def pending_login_cookie_name(secure: bool) -> str:
+    return SECURE_PENDING_LOGIN_COOKIE if secure else PENDING_LOGIN_COOKIE
+
+
+def set_pending_login_cookie(response: Response, token: str, *, secure: bool, max_age: int) -> None:
+    response.set_cookie(
+        pending_login_cookie_name(secure), token, max_age=max_age, path="/", secure=secure, httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_pending_login_cookie(response: Response, *, secure: bool) -> None:
+    response.delete_cookie(pending_login_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="strict")

@@ -6,10 +6,13 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from authsite import flash
 from authsite.csrf import CsrfFailed
 from authsite.passwords import HashingBusy
 
 LOGIN_PATH = "/auth/login"
+CONFIRM_PATH = "/auth/confirm"
+SECURITY_PATH = "/account/security"
 API_PREFIX = "/api/"
 
 
@@ -19,6 +22,18 @@ class NotLoggedIn(Exception):
 
 class AlreadyLoggedIn(Exception):
     pass
+
+
+class SecondFactorRequired(Exception):
+    """The user holds a scope in AUTHSITE_MFA_REQUIRED_SCOPES and has no second factor yet."""
+
+
+class ReauthenticationRequired(Exception):
+    """A sensitive change outside the session's sudo window; `next_path` is where to come back to."""
+
+    def __init__(self, next_path: str):
+        super().__init__(next_path)
+        self.next_path = next_path
 
 
 class PermissionMissing(Exception):
@@ -38,7 +53,7 @@ def is_api_request(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def install_handlers(app: FastAPI, render: Render) -> None:
+def install_handlers(app: FastAPI, render: Render, *, cookie_secure: str = "auto") -> None:
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
         if is_api_request(request):
             return JSONResponse({"detail": "Not logged in."}, status_code=401)
@@ -72,6 +87,19 @@ def install_handlers(app: FastAPI, render: Render) -> None:
         page.headers.update(headers)
         return page
 
+    async def second_factor_required(request: Request, exc: SecondFactorRequired) -> Response:
+        if is_api_request(request):
+            return JSONResponse({"detail": "second factor required"}, status_code=403)
+        return flash.redirect_with_flash(SECURITY_PATH, "mfa_required", conn=request, cookie_secure=cookie_secure)
+
+    async def reauthentication_required(request: Request, exc: ReauthenticationRequired) -> Response:
+        # Nothing was changed; the browser comes back to `next_path` once the user has confirmed.
+        if is_api_request(request):
+            return JSONResponse({"detail": "reauthentication required"}, status_code=403)
+        return RedirectResponse(f"{CONFIRM_PATH}?next={quote(exc.next_path, safe='/')}", status_code=303)
+
+    app.add_exception_handler(SecondFactorRequired, second_factor_required)
+    app.add_exception_handler(ReauthenticationRequired, reauthentication_required)
     app.add_exception_handler(NotLoggedIn, not_logged_in)
     app.add_exception_handler(HashingBusy, hashing_busy)
     app.add_exception_handler(AlreadyLoggedIn, already_logged_in)

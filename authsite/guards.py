@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from authsite.errors import AlreadyLoggedIn, NotLoggedIn, PermissionMissing
+from authsite.errors import AlreadyLoggedIn, NotLoggedIn, PermissionMissing, SecondFactorRequired
 from authsite.identity import AuthenticatedUser
 
 ADMIN_SCOPES = ("admin", "super")
@@ -17,11 +17,28 @@ ADMIN_SCOPES = ("admin", "super")
 def _user_of(request: Request) -> AuthenticatedUser:
     if not request.user.is_authenticated:
         raise NotLoggedIn()
+    # AUTHSITE_MFA_REQUIRED_SCOPES: a holder without a second factor may only go and add one.
+    if request.user.needs_second_factor:
+        raise SecondFactorRequired()
     return request.user
 
 
 async def logged_in(request: Request) -> AuthenticatedUser:
     return _user_of(request)
+
+
+async def signed_in(request: Request) -> AuthenticatedUser:
+    """Logged in, even if a second factor is still to be added: for the pages where it is added
+    (the security page, confirming who you are)."""
+    if not request.user.is_authenticated:
+        raise NotLoggedIn()
+    return request.user
+
+
+async def second_factor_policy(request: Request) -> None:
+    """For pages anyone may see (the home page): a user who must add a second factor goes to do so."""
+    if request.user.needs_second_factor:
+        raise SecondFactorRequired()
 
 
 async def already_logged_in(request: Request) -> None:

@@ -9,17 +9,19 @@ a login storm (issue 6, bench/RESULTS.md). No connection is held while hashing.
 
 import asyncio
 import contextlib
+import hashlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from authsite import events, rules, sessions, throttle
+from authsite import events, pending, rules, sessions, throttle
 from authsite.db import Database
 from authsite.events import Kind
+from authsite.factors.second_factors import available_methods
 from authsite.models import User, utcnow
 from authsite.passwords import HashingBusy, PasswordHasher
 from authsite.throttle import Limits
@@ -28,8 +30,14 @@ _user = User.__table__
 
 # Built once: building a statement costs several times what running it does.
 _BY_NAME = select(_user).where(_user.c.username_key == bindparam("key"))
-_STAMP = update(_user).where(sessions.STILL_CHECKED).values(last_login_at=bindparam("now"))
+STAMP_LOGIN = update(_user).where(sessions.STILL_CHECKED).values(last_login_at=bindparam("now"))
 _REHASH = update(_user).where(sessions.STILL_CHECKED).values(password_hash=bindparam("new_hash"))
+_STILL_VALID = select(_user.c.id).where(sessions.STILL_CHECKED)
+
+# A right password of an account with a second factor leaves a pending login (authsite/pending.py)
+# for the second step (authsite/second_step.py): it lives this long, and ends after this many wrong codes.
+PENDING_LOGIN = "login"
+PENDING_LOGIN_LIFETIME = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,16 @@ class LoginResult:
     user: User | None = None
     token: str | None = None  # for the session cookie, when the login succeeded
     retry_after: int | None = None  # set when throttled: answer 429
+    # Set when the password was right and the account has a second factor: the token of the
+    # pending login (for its cookie); no session exists yet, and `user` stays None.
+    pending: str | None = None
+    methods: tuple[str, ...] = ()  # how the second step can be answered
+    # A browser whose device cookie does not name this account (a security notice goes out).
+    new_device: bool = False
+
+    @property
+    def needs_second_factor(self) -> bool:
+        return self.pending is not None
 
 
 class Logins:
@@ -89,10 +107,17 @@ class Logins:
             failed = partial(_count_failure, request=request, user=user, reason=failure, hit_ids=before.hit_ids)
             await self.database.run(failed)
             return LoginResult()
+        if user.mfa_enabled:
+            held = partial(_hold_for_second_factor, request=request, user=user, new_hash=new_hash,
+                           hit_ids=before.hit_ids, now=utcnow())
+            token, methods = await self.database.run(held)
+            return LoginResult(pending=token, methods=methods)
         opened = partial(_open_session, lifetimes=self.lifetimes, request=request,
                          user=user, new_hash=new_hash, hit_ids=before.hit_ids, now=utcnow())
         token = await self.database.run(opened)
-        return LoginResult(user, token) if token else LoginResult()
+        if not token:
+            return LoginResult()
+        return LoginResult(user, token, new_device=user.id not in dict(request.known_device))
 
     async def confirm_password(self, check: "PasswordCheck") -> "Confirmation":
         """A logged-in user proving their password again (a `current_password` field): counted in
@@ -174,8 +199,8 @@ class _Before:
     user: User | None = None
 
 
-def _reserve(conn: Connection, *, limits: Limits, buckets: throttle.Buckets, now: datetime,
-             throttled_event: Callable[[], dict]) -> _Before:
+def reserve_attempt(conn: Connection, *, limits: Limits, buckets: throttle.Buckets, now: datetime,
+                    throttled_event: Callable[[], dict]) -> _Before:
     """Reserve the attempt in its buckets; a throttled burst is audited once per bucket and
     window, not once per request (issue 12, item 4)."""
     attempt = throttle.reserve(conn, buckets, now)
@@ -198,14 +223,14 @@ def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now
         buckets = limits.login_device(device)
     else:
         buckets = [*limits.login(request.username, request.ip), *limits.login_address(request.ip)]
-    throttled = partial(_event, Kind.LOGIN_FAILED, request, username=request.username, reason="throttled")
-    before = _reserve(conn, limits=limits, buckets=buckets, now=now, throttled_event=throttled)
+    throttled = partial(login_event, Kind.LOGIN_FAILED, request, username=request.username, reason="throttled")
+    before = reserve_attempt(conn, limits=limits, buckets=buckets, now=now, throttled_event=throttled)
     return replace(before, user=user)
 
 
 def _reserve_check(conn: Connection, *, limits: Limits, check: PasswordCheck, now: datetime) -> _Before:
     buckets = [*limits.login(check.user.username, check.ip), *limits.login_address(check.ip)]
-    return _reserve(conn, limits=limits, buckets=buckets, now=now,
+    return reserve_attempt(conn, limits=limits, buckets=buckets, now=now,
                     throttled_event=partial(_check_event, check, reason="throttled"))
 
 
@@ -231,7 +256,7 @@ def _count_failure(conn: Connection, *, request: LoginRequest, user: User | None
     throttle.settle(conn, list(hit_ids))
     conn.commit()
     account_id = user.id if user is not None else None
-    events.store(conn, _event(Kind.LOGIN_FAILED, request, user_id=account_id, username=request.username,
+    events.store(conn, login_event(Kind.LOGIN_FAILED, request, user_id=account_id, username=request.username,
                               reason=reason))
 
 
@@ -242,7 +267,7 @@ def _open_session(conn: Connection, *, lifetimes: sessions.Lifetimes, request: L
     # committed while the login hashed makes this a failed login, never a session opened with
     # the old password. The rehash has the same condition, so it never undoes such a change.
     checked = {"user_id": user.id, "checked_hash": user.password_hash}
-    stamped = conn.execute(_STAMP, {**checked, "now": now}).rowcount == 1
+    stamped = conn.execute(STAMP_LOGIN, {**checked, "now": now}).rowcount == 1
     token = sessions.start_session(
         conn, user_id=user.id, password_hash=user.password_hash, lifetimes=lifetimes, remember=request.remember,
         ip=request.ip, user_agent=request.user_agent, replaces=request.replaces,
@@ -257,9 +282,44 @@ def _open_session(conn: Connection, *, lifetimes: sessions.Lifetimes, request: L
     throttle.forgive(conn, list(hit_ids))
     conn.commit()
     user.last_login_at = now
-    events.store(conn, _event(Kind.LOGIN, request, user_id=user.id))
+    events.store(conn, login_event(Kind.LOGIN, request, user_id=user.id, **new_device_note(request, user.id)))
     return token
 
 
-def _event(kind: Kind, request: LoginRequest, **fields) -> dict:
+def _hold_for_second_factor(conn: Connection, *, request: LoginRequest, user: User, new_hash: str | None,
+                            hit_ids: tuple[int, ...], now: datetime) -> tuple[str | None, tuple[str, ...]]:
+    """The password was right, but the account has a second factor: no session yet, only a
+    pending login for this browser (its token goes in a cookie) that remembers what the second
+    step needs. None if the password or the account changed while the password was checked."""
+    checked = {"user_id": user.id, "checked_hash": user.password_hash}
+    if conn.execute(_STILL_VALID, checked).first() is None:
+        _count_failure(conn, request=request, user=user, reason="password_changed", hit_ids=hit_ids)
+        return None, ()
+    if new_hash:
+        conn.execute(_REHASH, {**checked, "new_hash": new_hash})
+        user.password_hash = new_hash
+    throttle.forgive(conn, list(hit_ids))
+    token = pending.begin(conn, purpose=PENDING_LOGIN, user_id=user.id, lifetime=PENDING_LOGIN_LIFETIME, now=now, data={
+        "remember": request.remember, "via": request.via, "replaces": request.replaces,
+        # Not the hash itself: enough to tell at the second step whether the password changed since.
+        "password": password_fingerprint(user.password_hash),
+    })
+    methods = tuple(available_methods(conn, user_id=user.id))
+    conn.commit()
+    events.store(conn, login_event(Kind.SECOND_STEP, request, user_id=user.id))
+    return token, methods
+
+
+def new_device_note(request, user_id: int) -> dict:
+    """`new_device=True` for the audit log when this browser has not signed in to the account before."""
+    return {} if user_id in dict(request.known_device) else {"new_device": True}
+
+
+def password_fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()
+
+
+def login_event(kind: Kind, request, **fields) -> dict:
+    """An audit event of a login attempt (`request`: anything with ip, user_agent and via)."""
     return events.prepare(kind, ip=request.ip, user_agent=request.user_agent, via=request.via, **fields)
+

@@ -1,6 +1,7 @@
 """The account page: details, profile, password, and the list of sessions to end."""
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
@@ -12,9 +13,16 @@ from authsite.events import Kind
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import Session, User
 from authsite.logins import PasswordCheck
-from authsite.web.audit import audit
+from authsite.notices import Notice
+from authsite.web.audit import audit, notify
+from authsite.web.deps import require_sudo, sudo_form
 from authsite.web.inputs import client_ip
 from authsite.web.user_auth import log_in_user, too_many_attempts
+
+ACCOUNT_PATH = "/account"
+# The profile fields a confirmation (sudo mode) carries back to the form in its `next` link.
+# Never a password: a URL ends up in logs and histories.
+PROFILE_FIELDS = ("first_name", "last_name", "email")
 
 
 
@@ -22,6 +30,7 @@ def account_router(site) -> APIRouter:
     # Protected by default: every route below needs a logged-in user.
     router = APIRouter(prefix="/account", dependencies=[Depends(guards.logged_in)])
     Form = Annotated[dict[str, str], Depends(site.checked_form)]
+    SudoForm = Annotated[dict[str, str], Depends(sudo_form(site, lambda request: ACCOUNT_PATH))]
 
     def back_to_account(request: Request, notice: str) -> Response:
         return flash.redirect_with_flash("/account", notice, conn=request, cookie_secure=site.settings.cookie_secure)
@@ -48,6 +57,10 @@ def account_router(site) -> APIRouter:
 
     @router.get("")
     async def account_page(request: Request) -> Response:
+        # Back from confirming who they are (sudo mode): the profile form as they had filled it in.
+        carried = {name: request.query_params[name][:300] for name in PROFILE_FIELDS if name in request.query_params}
+        if carried:
+            return await _page(request, form="profile", values=carried)
         return await _page(request)
 
     @router.post("/profile")
@@ -55,6 +68,10 @@ def account_router(site) -> APIRouter:
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
             old_email = user.email
+            if _changes_email(form.get("email", ""), old_email):
+                # A new address can reset the password: a sensitive change (sudo mode).
+                kept = urlencode({name: form.get(name, "")[:300] for name in PROFILE_FIELDS})
+                require_sudo(request, window=site.sudo_window, next_path=f"{ACCOUNT_PATH}?{kept}")
             try:
                 await accounts.update_profile(
                     db=db, user=user, confirm=confirm_for(request),
@@ -65,6 +82,9 @@ def account_router(site) -> APIRouter:
                 return await refused(request, exc, form="profile", values=form)
         if user.email != old_email:
             await audit(site, request, Kind.EMAIL_CHANGED, user_id=user.id)
+            if old_email:
+                notify(site, request, Notice.EMAIL_CHANGED, user=user, to=old_email,
+                       new_email=user.email or "none (the address was removed)")
         return back_to_account(request, "profile_saved")
 
     @router.post("/password")
@@ -91,6 +111,7 @@ def account_router(site) -> APIRouter:
             except (accounts.AccountError, accounts.Throttled) as exc:
                 return await refused(request, exc, form="password")
         await audit(site, request, Kind.PASSWORD_CHANGED, user_id=user.id, via="account")
+        notify(site, request, Notice.PASSWORD_CHANGED, user=user)
         # Every session ended with the old password; this browser carries on
         # with a brand-new token.
         response = back_to_account(request, "password_changed")
@@ -101,6 +122,9 @@ def account_router(site) -> APIRouter:
 
     @router.post("/sessions/{session_id}/revoke")
     async def revoke_session(request: Request, session_id: int, form: Form) -> Response:
+        if session_id != request.scope[SESSION_SCOPE_KEY].id:
+            # Ending another device's session is sensitive (sudo mode); logging this one out is not.
+            require_sudo(request, window=site.sudo_window, next_path=ACCOUNT_PATH)
         async with site.database.sessionmaker() as db:
             ended = await sessions.end_own_session(db=db, user_id=request.user.id, session_id=session_id)
         if not ended:
@@ -116,7 +140,7 @@ def account_router(site) -> APIRouter:
         return response
 
     @router.post("/sessions/revoke-others")
-    async def revoke_other_sessions(request: Request, form: Form) -> Response:
+    async def revoke_other_sessions(request: Request, form: SudoForm) -> Response:
         async with site.database.sessionmaker() as db:
             await sessions.end_user_sessions(
                 db=db, user_id=request.user.id, keep_session_id=request.scope[SESSION_SCOPE_KEY].id
@@ -142,6 +166,15 @@ def account_router(site) -> APIRouter:
         return site.pages.render(request, "account.html", context, status_code=status_code)
 
     return router
+
+
+def _changes_email(submitted: str, current: str | None) -> bool:
+    """Whether the form asks for another address; an invalid one is left to the domain to refuse."""
+    try:
+        wanted = accounts.checked_email(submitted)
+    except accounts.AccountError:
+        return False
+    return wanted != current
 
 
 async def _current_user(db, request: Request) -> User:

@@ -8,10 +8,12 @@ from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, events, flash, guards, resets, sessions, user_admin
 from authsite.events import Kind
+from authsite.factors.second_factors import remove_all_factors
 from authsite.headers import no_referrer_path
 from authsite.models import User
-from authsite.web.audit import audit
-from authsite.web.deps import checked_form
+from authsite.notices import Notice
+from authsite.web.audit import audit, notify
+from authsite.web.deps import checked_form, require_sudo
 
 
 
@@ -21,6 +23,11 @@ def admin_router(site) -> APIRouter:
     router = APIRouter(prefix="/admin", dependencies=[Depends(guards.admin_user)])
     Form = Annotated[dict, Depends(checked_form(lambda: site.csrf, repeatable=("scopes",)))]
     grantable = site.settings.admin_grantable
+
+    def sudo(request: Request, user_id: int) -> None:
+        # Changing another account (its permissions, a reset link, its second factors) is sensitive:
+        # an admin's session stolen an hour ago must not be enough (sudo mode).
+        require_sudo(request, window=site.sudo_window, next_path=f"/admin/users/{user_id}")
 
     @router.get("")
     async def admin_home() -> Response:
@@ -43,6 +50,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}")
     async def change_user(request: Request, user_id: int, form: Form) -> Response:
+        sudo(request, user_id)
         active = form.get("active", "true")
         if active not in ("true", "false"):
             return await _user_page(request, user_id, error="'active' must be true or false.")
@@ -79,6 +87,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}/reset-link")
     async def reset_link(request: Request, user_id: int, form: Form) -> Response:
+        sudo(request, user_id)
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             try:
@@ -91,6 +100,17 @@ def admin_router(site) -> APIRouter:
         await audit(site, request, Kind.RESET_REQUESTED, user_id=user_id, actor_id=request.user.id, via="admin")
         link = f"{site.settings.public_url}/auth/reset/{token}"
         return no_referrer_path(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
+
+    @router.post("/users/{user_id}/mfa-reset", dependencies=[Depends(guards.super_user)])
+    async def reset_second_factors(request: Request, user_id: int, form: Form) -> Response:
+        sudo(request, user_id)
+        async with site.database.sessionmaker() as db:
+            user = await _user_or_404(db, user_id)
+        had = await site.database.run(partial(remove_all_factors, user_id=user_id))
+        await audit(site, request, Kind.MFA_RESET, user_id=user_id, actor_id=request.user.id, had_factors=had)
+        if had:
+            notify(site, request, Notice.FACTORS_RESET, user=user)
+        return back_to_user(request, user_id, "mfa_reset")
 
     @router.get("/events")
     async def events_page(request: Request, kind: str = "", user: str = "", before: int | None = None) -> Response:
@@ -107,8 +127,9 @@ def admin_router(site) -> APIRouter:
             user = await _user_or_404(db, user_id)
             live = await sessions.list_user_sessions(db=db, user_id=user_id)
             recent = await events.recent_events_for_user(db=db, user_id=user_id, limit=20)
+        factors = await site.database.run(partial(site.factors.summary, user_id=user_id))
         actor = _actor(request)
-        context = {"account": user, "session_count": len(live), "events": recent, "error": error,
+        context = {"account": user, "session_count": len(live), "events": recent, "error": error, "factors": factors,
                    "scope_choices": user_admin.scope_choices(actor, user, grantable), "is_self": user.id == actor.id,
                    "may_add_scope": actor.is_super and user.id != actor.id}
         return site.pages.render(request, "admin_user.html", context, status_code=400 if error else 200)

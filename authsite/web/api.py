@@ -6,14 +6,22 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, PlainValidator
 from starlette.responses import JSONResponse, Response
 
+from authsite import guards
 from authsite.events import Kind
 from authsite.guards import CurrentUser
 from authsite.web.audit import audit
 from authsite.web.deps import same_origin_api_call
 from authsite.web.inputs import read_json, require_json
-from authsite.web.user_auth import attempt_login, log_out_user, set_session, too_many_attempts
+from authsite.web.confirm import reauthenticate
+from authsite.web.user_auth import (
+    attempt_login, attempt_second_step, end_second_step, has_pending_login, hold_for_second_step, log_out_user,
+    renew_session_cookie, set_session, too_many_attempts,
+)
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
+NO_PENDING_LOGIN = "No login is waiting for a code (it lasts five minutes). Log in again."
+WRONG_CODE = "That code is not right."
+TOO_MANY_CODES = "Too many wrong codes. Log in again."
 
 
 def _any_text(value: object) -> str:
@@ -36,6 +44,20 @@ class LoginIn(BaseModel):
 
 class EmptyIn(BaseModel):
     pass
+
+
+class CodeIn(BaseModel):
+    code: AnyText
+
+
+class ConfirmIn(BaseModel):
+    password: AnyText
+    code: AnyText = ""
+
+
+class SecondStepOut(BaseModel):
+    mfa_required: bool
+    methods: list[str]
 
 
 class UserOut(BaseModel):
@@ -114,6 +136,9 @@ def api_router(site) -> APIRouter:
 
     @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn),
                  responses={200: {"model": LoginOut, "description": "Logged in; the session cookie is set."},
+                            202: {"model": SecondStepOut, "description": (
+                                "The password is right and the account has a second factor: no session yet, "
+                                "only a pending-login cookie (5 minutes). Send the code to /api/auth/mfa.")},
                             **answers(400, 401, 403, 413, 415, 422, 429, 503,
                                     reworded={401: "Wrong username or password."})})
     async def api_login(request: Request) -> Response:
@@ -123,10 +148,63 @@ def api_router(site) -> APIRouter:
         if outcome.retry_after is not None:
             detail = too_many_attempts(outcome.retry_after)
             return JSONResponse({"detail": detail}, status_code=429, headers={"retry-after": str(outcome.retry_after)})
+        if outcome.needs_second_factor:
+            response = JSONResponse({"mfa_required": True, "methods": list(outcome.methods)}, status_code=202)
+            hold_for_second_step(site, request, response, outcome.pending)
+            return response
         if outcome.user is None:
             return JSONResponse({"detail": FAILED_LOGIN_MESSAGE}, status_code=401)
         response = JSONResponse({"user": user_json(outcome.user)})
         set_session(site, request, response, outcome.token, user_id=outcome.user.id, remember=body.remember)
+        return response
+
+    @router.post("/auth/mfa", dependencies=state_changing, openapi_extra=_json_body(CodeIn),
+                 responses={200: {"model": LoginOut, "description": "Logged in; the session cookie is set."},
+                            **answers(400, 401, 403, 413, 415, 422, 429, 503, reworded={
+                                401: "No login is waiting for a code (log in again), or the code is wrong.",
+                                429: "Too many wrong codes: the pending login has ended (log in again), or "
+                                     "too many failures for this account (wait Retry-After).",
+                            })})
+    async def api_second_step(request: Request) -> Response:
+        body = await read_json(request, CodeIn)
+        if not has_pending_login(site, request) or not body.code.strip():
+            detail = NO_PENDING_LOGIN if not has_pending_login(site, request) else WRONG_CODE
+            return JSONResponse({"detail": detail}, status_code=401)
+        result = await attempt_second_step(site, request, body.code.strip(), via="api")
+        if result.gone or result.ended:
+            detail = NO_PENDING_LOGIN if result.gone else TOO_MANY_CODES
+            response = JSONResponse({"detail": detail}, status_code=401 if result.gone else 429)
+            end_second_step(site, request, response)
+            return response
+        if result.retry_after is not None:
+            return JSONResponse({"detail": too_many_attempts(result.retry_after)}, status_code=429,
+                                headers={"retry-after": str(result.retry_after)})
+        if result.user is None:
+            return JSONResponse({"detail": WRONG_CODE}, status_code=401)
+        response = JSONResponse({"user": user_json(result.user)})
+        set_session(site, request, response, result.token, user_id=result.user.id, remember=result.remember)
+        end_second_step(site, request, response)
+        return response
+
+    @router.post("/auth/confirm", status_code=204, dependencies=[*state_changing, Depends(guards.signed_in)],
+                 openapi_extra=_json_body(ConfirmIn),
+                 responses={204: {"description": (
+                     "Confirmed: sensitive changes are allowed for AUTHSITE_SUDO_SECONDS; the session cookie "
+                     "is set again with a new token.")},
+                            **answers(400, 401, 403, 413, 415, 422, 429, 503, reworded={
+                                401: "Not logged in, or the password or code is wrong.",
+                                429: "Too many failures for this account; try again later.",
+                            })})
+    async def api_confirm(request: Request) -> Response:
+        body = await read_json(request, ConfirmIn)
+        outcome = await reauthenticate(site, request, password=body.password, code=body.code.strip(), via="api")
+        if outcome.retry_after is not None:
+            return JSONResponse({"detail": too_many_attempts(outcome.retry_after)}, status_code=429,
+                                headers={"retry-after": str(outcome.retry_after)})
+        if not outcome.confirmed:
+            return JSONResponse({"detail": " ".join(outcome.errors.values())}, status_code=401)
+        response = Response(status_code=204)
+        renew_session_cookie(site, request, response, outcome.token)
         return response
 
     @router.post("/auth/logout", status_code=204, dependencies=state_changing, openapi_extra=_json_body(EmptyIn),
@@ -146,7 +224,9 @@ def api_router(site) -> APIRouter:
         return response
 
     @router.get("/me", response_model=None, responses={200: {"model": UserOut, "description": "The logged-in user."},
-                                                       **answers(401, 503)})
+                                                       **answers(401, 403, 503, reworded={403: (
+                                                           "second factor required: the user's permissions need "
+                                                           "a second factor, set up at /account/security")})})
     async def me(user: CurrentUser) -> dict:
         return user_json(user)
 

@@ -1,6 +1,7 @@
 """HTML login and logout pages."""
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
@@ -10,7 +11,7 @@ from authsite.csrf import CsrfFailed, is_cross_site
 from authsite.events import Kind
 from authsite.redirects import safe_next
 from authsite.web.audit import audit
-from authsite.web.user_auth import attempt_login, log_out_user, set_session, too_many_attempts
+from authsite.web.user_auth import attempt_login, hold_for_second_step, log_out_user, set_session, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 TRUE_VALUES = {"on", "true", "1", "yes"}
@@ -43,6 +44,11 @@ def auth_router(site) -> APIRouter:
             page = _login_form(request, username, next_path, errors, status_code=429)
             page.headers["retry-after"] = str(outcome.retry_after)
             return page
+        if outcome.needs_second_factor:
+            # No session yet: the browser holds only the pending login, for the code at /auth/mfa.
+            response = RedirectResponse(second_step_url(next_path), status_code=303)
+            hold_for_second_step(site, request, response, outcome.pending)
+            return response
         if outcome.user is None:
             # One message for unknown user, wrong password and inactive account,
             # so the form never tells an attacker which accounts exist.
@@ -76,3 +82,7 @@ def auth_router(site) -> APIRouter:
         return site.pages.render(request, "login.html", context, status_code=status_code)
 
     return router
+
+
+def second_step_url(next_path: str) -> str:
+    return "/auth/mfa" if next_path == "/" else f"/auth/mfa?next={quote(next_path, safe='/')}"

@@ -1,10 +1,15 @@
 """Request-level dependencies shared by authsite's routers."""
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
-from fastapi import Request
+from fastapi import Depends, Request
 
+from authsite import sessions
 from authsite.csrf import Csrf, CsrfFailed, is_cross_site
+from authsite.errors import ReauthenticationRequired
+from authsite.middleware import SESSION_SCOPE_KEY
+from authsite.models import utcnow
 from authsite.web.inputs import read_form
 
 
@@ -29,3 +34,23 @@ async def same_origin_api_call(request: Request) -> None:
     cannot send without a CORS preflight) and the origin check stand in for it."""
     if is_cross_site(request):
         raise CsrfFailed()
+
+
+def require_sudo(request: Request, *, window: timedelta, next_path: str) -> None:
+    """Sudo mode: a sensitive change needs a session that logged in or confirmed who it is within
+    `window`; otherwise ReauthenticationRequired (a 303 to /auth/confirm, or a 403 for the API),
+    before anything changes. `next_path` is the page to come back to."""
+    session = request.scope.get(SESSION_SCOPE_KEY)
+    if session is None or not sessions.is_recently_authenticated(session, within=window, now=utcnow()):
+        raise ReauthenticationRequired(next_path)
+
+
+def sudo_form(site, back_to: Callable[[Request], str]) -> Callable[..., Awaitable[dict]]:
+    """A dependency giving a form's fields once its CSRF token checks out and the session is in
+    sudo mode (`back_to(request)`: the page the confirmation returns to)."""
+
+    async def form_in_sudo_mode(request: Request, form: dict = Depends(site.checked_form)) -> dict:
+        require_sudo(request, window=site.sudo_window, next_path=back_to(request))
+        return form
+
+    return form_in_sudo_mode

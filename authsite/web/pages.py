@@ -2,10 +2,12 @@
 
 import asyncio
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import JSONResponse, Response
+
+from authsite import guards
 
 HEALTH_TIMEOUT_SECONDS = 3
 
@@ -13,7 +15,8 @@ HEALTH_TIMEOUT_SECONDS = 3
 def home_router(site) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/", include_in_schema=False)
+    # A user who must add a second factor is sent to do so from here too (AUTHSITE_MFA_REQUIRED_SCOPES).
+    @router.get("/", include_in_schema=False, dependencies=[Depends(guards.second_factor_policy)])
     async def home(request: Request) -> Response:
         return site.pages.render(request, "home.html")
 

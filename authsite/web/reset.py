@@ -10,7 +10,8 @@ from authsite import accounts, flash, resets
 from authsite.events import Kind
 from authsite.headers import no_referrer_path
 from authsite.mail import Mail
-from authsite.web.audit import audit
+from authsite.notices import Notice
+from authsite.web.audit import audit, notify
 from authsite.web.inputs import client_ip
 from authsite.web.user_auth import too_many_attempts
 
@@ -93,6 +94,7 @@ def reset_router(site) -> APIRouter:
                 if user is None:
                     return _invalid_link(request)
                 await audit(site, request, Kind.RESET_USED, user_id=user.id)
+                notify(site, request, Notice.PASSWORD_RESET, user=user)
         if errors:
             page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
             return no_referrer_path(page)

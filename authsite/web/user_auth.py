@@ -6,24 +6,69 @@ from fastapi import Request
 from starlette.responses import Response
 
 from authsite import cookies, sessions
-from authsite.logins import LoginRequest, LoginResult
+from authsite.factors.second_factors import RECOVERY_CODE
+from authsite.logins import PENDING_LOGIN_LIFETIME, LoginRequest, LoginResult
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import User
+from authsite.notices import Notice, codes_left_sentence
+from authsite.second_step import CodeAttempt, SecondStepResult
+from authsite.web.audit import notify
 from authsite.web.inputs import client_ip
 
 
 async def attempt_login(site, request: Request, username: str, password: str, *, via: str,
                         remember: bool) -> LoginResult:
-    """Check the login and, if it is right, start its session (set the cookie with `set_session`)."""
+    """Check the login and, if it is right, start its session (set the cookie with `set_session`),
+    or for an account with a second factor, its pending login (`hold_for_second_step`)."""
     current = request.scope.get(SESSION_SCOPE_KEY)
-    known = site.devices.accounts(request.cookies.get(_device_cookie(site, request)))
-    return await site.logins.log_in(LoginRequest(
+    result = await site.logins.log_in(LoginRequest(
         username=username, password=password, remember=remember, ip=client_ip(request),
-        user_agent=request.headers.get("user-agent"), via=via, known_device=tuple(known.items()),
+        user_agent=request.headers.get("user-agent"), via=via, known_device=_known_device(site, request),
         # Always a brand-new token, and the browser's old session ends: a token known before
         # login (planted by an attacker, say) must never become an authenticated session.
         replaces=current.id if current is not None else None,
     ))
+    if result.user is not None and result.new_device:
+        notify(site, request, Notice.NEW_DEVICE, user=result.user)
+    return result
+
+
+def hold_for_second_step(site, request: Request, response: Response, pending_token: str) -> None:
+    """The browser keeps only the pending login's token, for five minutes; no session yet."""
+    secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
+    max_age = int(PENDING_LOGIN_LIFETIME.total_seconds())
+    cookies.set_pending_login_cookie(response, pending_token, secure=secure, max_age=max_age)
+
+
+def has_pending_login(site, request: Request) -> bool:
+    return bool(request.cookies.get(_pending_cookie(site, request)))
+
+
+async def attempt_second_step(site, request: Request, code: str, *, via: str) -> SecondStepResult:
+    """The code typed for the pending login this browser holds; mails the notices a success calls for."""
+    result = await site.second_step.finish_login(CodeAttempt(
+        code=code, ip=client_ip(request), user_agent=request.headers.get("user-agent"), via=via,
+        token=request.cookies.get(_pending_cookie(site, request)), known_device=_known_device(site, request),
+    ))
+    if result.user is not None:
+        if result.method == RECOVERY_CODE:
+            notify(site, request, Notice.RECOVERY_CODE_USED, user=result.user,
+                   codes_left=codes_left_sentence(result.codes_left or 0))
+        if result.new_device:
+            notify(site, request, Notice.NEW_DEVICE, user=result.user)
+    return result
+
+
+def end_second_step(site, request: Request, response: Response) -> None:
+    cookies.clear_pending_login_cookie(response, secure=cookies.is_secure(request.scope, site.settings.cookie_secure))
+
+
+def _known_device(site, request: Request) -> tuple[tuple[int, str], ...]:
+    return tuple(site.devices.accounts(request.cookies.get(_device_cookie(site, request))).items())
+
+
+def _pending_cookie(site, request: Request) -> str:
+    return cookies.pending_login_cookie_name(cookies.is_secure(request.scope, site.settings.cookie_secure))
 
 
 async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool) -> bool:
@@ -51,6 +96,14 @@ def set_session(site, request: Request, response: Response, token: str, *, user_
     cookies.clear_csrf_cookie(response, secure=secure)
     device = site.devices.with_account(request.cookies.get(cookies.device_cookie_name(secure)), user_id)
     cookies.set_device_cookie(response, device, secure=secure)
+
+
+def renew_session_cookie(site, request: Request, response: Response, token: str) -> None:
+    """The same session under a new token (after the user confirmed who they are)."""
+    current = request.scope[SESSION_SCOPE_KEY]
+    secure = cookies.is_secure(request.scope, site.settings.cookie_secure)
+    max_age = site.settings.remember_seconds if current.remember else None
+    cookies.set_session_cookie(response, token, secure=secure, max_age=max_age)
 
 
 def _device_cookie(site, request: Request) -> str:
