@@ -9,6 +9,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from authsite import Settings, accounts, create_app
 from authsite.app import AuthSite
-from support import PASSWORD, log_in
+from support import PASSWORD, Clock, log_in
 
 TEST_DATABASE_URL = os.environ.get("AUTHSITE_TEST_DATABASE_URL")
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
@@ -181,6 +182,13 @@ def run_cli(tmp_path, database_url, cli_environment):
         )
 
     return run
+
+
+@pytest.fixture
+def clock(site) -> Clock:
+    """The time the site's authenticator codes are checked at, moved on by the test."""
+    site.factors.clock = Clock(time.time())
+    return site.factors.clock
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -195,3 +196,95 @@ def running_site(tmp_path: Path, database_url: str | None, **variables: str):
         yield url, env
     finally:
         stop_process(process)
+
+
+# Second factors: what a person does with an authenticator app, on the pages.
+
+SETUP_FIELD = re.compile(r'name="setup" value="([^"]+)"')
+SETUP_KEY = re.compile(r'<code class="secret" id="setup-key">([A-Z2-7 ]+)</code>')
+RECOVERY_CODE = re.compile(r'<code class="recovery-code">([0-9a-z-]+)</code>')
+
+
+class Clock:
+    """The time the site's second factors see (`site.factors.clock`), moved on by the test."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Authenticator:
+    """The app on the user's phone: its secret, and the recovery codes saved at setup."""
+
+    secret: str
+    recovery_codes: list[str]
+    clock: Clock
+
+    def code(self, *, steps_ahead: int = 0) -> str:
+        from authsite.factors import totp
+
+        return totp.code_at(self.secret, self.clock.now + 30 * steps_ahead)
+
+    def next_code(self) -> str:
+        """The code of the next 30 s step, which the site takes once a step has been used (its clock moves on)."""
+        self.clock.advance(30)
+        return self.code()
+
+
+def setup_page(client: TestClient) -> str:
+    """Press "Set up an authenticator app" on the security page; the setup page's HTML."""
+    token = csrf_from(client.get("/account/security").text)
+    response = client.post("/account/security/totp", data={"csrf_token": token})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def turn_on_totp(client: TestClient, clock: Clock) -> Authenticator:
+    """Set up an authenticator app as a person would: scan (read the key), type the code, save the codes."""
+    page = setup_page(client)
+    secret = SETUP_KEY.search(page).group(1).replace(" ", "")
+    from authsite.factors import totp
+
+    response = client.post("/account/security/totp/confirm", data={
+        "csrf_token": csrf_from(page), "setup": SETUP_FIELD.search(page).group(1), "code": totp.code_at(secret, clock.now),
+    })
+    assert response.status_code == 200, response.text
+    codes = RECOVERY_CODE.findall(response.text)
+    assert len(codes) == 10
+    return Authenticator(secret, codes, clock)
+
+
+def second_step(client: TestClient, code: str, *, next_path: str | None = None):
+    """Type `code` on the second-step page (or, without a pending login, send it as if one were there)."""
+    page = client.get("/auth/mfa")
+    token = csrf_from(page.text if page.status_code == 200 else client.get("/auth/login").text)
+    data = {"code": code, "csrf_token": token}
+    if next_path is not None:
+        data["next"] = next_path
+    return client.post("/auth/mfa", data=data)
+
+
+@contextmanager
+def site_of_its_own(settings, *usernames: str, password: str = PASSWORD):
+    """A site started with `settings` (a test's own limits or policy), with these users; yields
+    (client, site), its second factors on a `Clock` the test moves."""
+    from authsite import accounts, create_app
+
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver", follow_redirects=False) as client:
+        site = app.state.authsite
+        site.factors.clock = Clock(time.time())
+
+        async def create():
+            async with site.database.sessionmaker() as db:
+                for name in usernames:
+                    await accounts.create_user(db=db, hasher=site.hasher, username=name, password=password)
+
+        client.portal.call(create)
+        yield client, site

@@ -184,9 +184,11 @@ def test_api_logout_with_a_body_that_is_not_json_is_still_415(client, user):
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/auth/login", "post", {"200", "400", "401", "403", "413", "415", "422", "429", "503"}),
+        ("/api/auth/login", "post", {"200", "202", "400", "401", "403", "413", "415", "422", "429", "503"}),
+        ("/api/auth/mfa", "post", {"200", "400", "401", "403", "413", "415", "422", "429", "503"}),
+        ("/api/auth/confirm", "post", {"204", "400", "401", "403", "413", "415", "422", "429", "503"}),
         ("/api/auth/logout", "post", {"204", "400", "403", "413", "415", "422", "503"}),
-        ("/api/me", "get", {"200", "401", "503"}),
+        ("/api/me", "get", {"200", "401", "403", "503"}),
     ],
 )
 def test_the_openapi_document_lists_every_status_a_route_answers(app, path, method, statuses):

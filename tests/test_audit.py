@@ -133,7 +133,7 @@ def test_a_form_login_records_one_login_event(client, user, trail):
     assert event.user_id == user.id
     assert event.actor_id is None
     assert_from_this_browser(event)
-    assert event.detail == {"via": "form"}
+    assert event.detail == {"via": "form", "new_device": True}  # its first login from this browser
     assert utcnow() - event.created_at < timedelta(minutes=1)
 
 
@@ -172,7 +172,7 @@ def test_an_api_login_records_one_login_event(client, user, trail):
 
     event = trail.one_new(Kind.LOGIN)
     assert event.user_id == user.id
-    assert event.detail == {"via": "api"}
+    assert event.detail == {"via": "api", "new_device": True}
     assert_from_this_browser(event)
 
 

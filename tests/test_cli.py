@@ -29,7 +29,7 @@ def test_help_lists_every_command(run_cli):
     result = run_cli("--help")
 
     assert result.returncode == 0, result.stderr
-    for command in ("serve", "create-user", "set-password", "set-scopes"):
+    for command in ("serve", "create-user", "set-password", "set-scopes", "mfa-reset"):
         assert command in result.stdout
 
 

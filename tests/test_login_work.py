@@ -106,7 +106,7 @@ def test_each_outcome_is_audited_once(client, user, run_db):
     [succeeded] = events_of(run_db, "login")
     assert failed.detail == {"reason": "bad_password", "via": "form"}
     assert failed.user_id == succeeded.user_id == user.id
-    assert succeeded.detail == {"via": "form"}
+    assert succeeded.detail == {"via": "form", "new_device": True}  # this browser had not signed in before
 
 
 def test_a_login_whose_password_changed_while_it_hashed_fails_and_says_why(client, user, site, run_db, monkeypatch):

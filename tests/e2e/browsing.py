@@ -1,8 +1,11 @@
 """What a person does on the site, as steps the browser tests share."""
 
 import re
+import time
 
 import pytest
+
+from authsite.factors import totp
 
 from e2e_common import PLAYWRIGHT_MISSING
 
@@ -74,3 +77,18 @@ def change_password(page: Page, user, new_password: str = NEW_PASSWORD) -> None:
     form.get_by_label("New password again").fill(new_password)
     submit(page, form.get_by_role("button", name="Change password"))
     user.password = new_password
+
+
+def set_up_authenticator(page: Page) -> tuple[str, list[str]]:
+    """From the security page to the recovery codes, as a person with a phone would: the secret
+    (read off the page, as the app would scan it) and the ten codes shown."""
+    page.goto("/account/security")
+    submit(page, page.get_by_role("button", name="Set up an authenticator app"))
+    expect(page.get_by_role("heading", name="Set up an authenticator app")).to_be_visible()
+    secret = page.locator("#setup-key").inner_text().replace(" ", "")
+    page.get_by_label("Code from your app").fill(totp.code_at(secret, time.time()))
+    submit(page, page.get_by_role("button", name="Turn it on"))
+    expect(page.get_by_role("heading", name="The authenticator app is on")).to_be_visible()
+    codes = page.locator("code.recovery-code").all_inner_texts()
+    assert len(codes) == 10
+    return secret, codes

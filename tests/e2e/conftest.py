@@ -20,6 +20,7 @@ stylesheet or a status the test did not ask for, fails the test.
 import itertools
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -74,6 +75,18 @@ class Site:
         )
         assert result.returncode == 0, result.stderr
         return result
+
+    def age_sessions(self, username: str) -> None:
+        """The user's sessions last proved who they are long ago: past the sudo window."""
+        db = sqlite3.connect(self.data_dir / "authsite.db")
+        try:
+            with db:
+                db.execute(
+                    "UPDATE session SET authenticated_at = '2000-01-01 00:00:00.000000' "
+                    "WHERE user_id = (SELECT id FROM user WHERE username = ?)", (username,),
+                )
+        finally:
+            db.close()
 
     def mail_to(self, address: str) -> str:
         """The body of the newest mail in the outbox addressed to `address`, waiting for it if need be."""

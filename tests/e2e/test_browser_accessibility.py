@@ -3,7 +3,7 @@ errors, and the autocomplete values that tell a new password from a current one.
 
 import pytest
 
-from browsing import expect, log_in
+from browsing import expect, log_in, log_out, set_up_authenticator, submit
 
 pytestmark = pytest.mark.sqlite_only
 # Every control a person fills in, and whether it has a label a screen reader reads.
@@ -37,13 +37,32 @@ def test_every_control_on_every_form_has_a_label(new_context, new_user, live_sit
     unlabelled = {}
     for page, path in [(anonymous, "/auth/login"), (anonymous, "/auth/register"), (anonymous, "/auth/reset"),
                        (anonymous, reset_link), (signed_in, "/account"), (signed_in, "/admin/users"),
-                       (signed_in, "/admin/users/1"), (signed_in, "/admin/events")]:
+                       (signed_in, "/admin/users/1"), (signed_in, "/admin/events"),
+                       (signed_in, "/auth/confirm?next=/account/security")]:
         page.goto(path)
         controls = controls_on(page)
         assert controls, f"{path} has no form controls"
         unlabelled |= {f"{path} #{id}": c for id, c in controls.items() if not c["labelled"]}
 
     assert not unlabelled, unlabelled
+
+
+def test_the_second_factor_forms_are_labelled_and_ask_for_one_time_codes(new_context, new_user):
+    user = new_user()
+    page = new_context().new_page()
+    log_in(page, user)
+    page.goto("/account/security")
+    submit(page, page.get_by_role("button", name="Set up an authenticator app"))
+    setup = controls_on(page)
+    set_up_authenticator(page)
+    page.goto("/account")
+    log_out(page)
+    log_in(page, user)
+    second = controls_on(page)
+
+    assert setup["code"]["labelled"] and setup["code"]["autocomplete"] == "one-time-code"
+    assert second["code"]["labelled"] and second["code"]["autocomplete"] == "one-time-code"
+    assert second["recovery-code"]["labelled"]
 
 
 def test_a_field_error_is_next_to_the_field_linked_to_it_and_announced(page, watch):

@@ -4,20 +4,22 @@ and each is photographed into screenshots/ (the folder CI keeps).
 `REFRESH_DOCS_SCREENSHOTS=1 pytest tests/e2e -k screenshot` also rewrites the few
 small pictures in docs/screenshots/ that the README shows."""
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
-from browsing import expect, fill_in_login, log_in, notice
+from browsing import expect, fill_in_login, log_in, log_out, notice, set_up_authenticator, submit
 from e2e_common import DESKTOP, PHONE, REPO, User
 
 pytestmark = pytest.mark.sqlite_only
 VIEWPORTS = {"phone": PHONE, "desktop": DESKTOP}
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 # The README's pictures: viewport-sized (not full-page) to stay small.
-DOCS_SHOTS = {("login", "phone"), ("login", "desktop"), ("account", "desktop"), ("admin-users", "desktop")}
+DOCS_SHOTS = {("login", "phone"), ("login", "desktop"), ("account", "desktop"), ("admin-users", "desktop"),
+              ("totp-setup", "desktop"), ("recovery-codes", "desktop")}
 SIDEWAYS_OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
@@ -158,6 +160,42 @@ def request_refused(page, cast, site):
     return 403
 
 
+def security(page, cast, site):
+    page.goto("/account/security")
+
+
+def totp_setup(page, cast, site):
+    page.goto("/account/security")
+    submit(page, page.get_by_role("button", name="Set up an authenticator app"))
+
+
+_newcomers = itertools.count(1)
+
+
+def _with_an_app(page, site) -> User:
+    """A user of this picture alone, logged in, who has just turned an authenticator app on."""
+    person = User(f"sam{next(_newcomers)}")
+    site.run("create-user", person.username, "--password-stdin", stdin=person.password + "\n")
+    log_in(page, person)
+    set_up_authenticator(page)
+    return person
+
+
+def recovery_codes(page, cast, site):
+    _with_an_app(page, site)
+
+
+def second_step(page, cast, site):
+    person = _with_an_app(page, site)
+    page.goto("/account")
+    log_out(page)
+    log_in(page, person)
+
+
+def confirm(page, cast, site):
+    page.goto("/auth/confirm?next=/account/security")
+
+
 PAGES = {  # name: (who is logged in, how to get there)
     "home-anonymous": (None, home_anonymous),
     "home": ("member", home),
@@ -177,6 +215,11 @@ PAGES = {  # name: (who is logged in, how to get there)
     "forbidden": ("member", forbidden),
     "not-found": (None, not_found),
     "request-refused": ("member", request_refused),
+    "security": ("member", security),
+    "totp-setup": ("member", totp_setup),
+    "recovery-codes": (None, recovery_codes),
+    "second-step": (None, second_step),
+    "confirm": ("member", confirm),
 }
 
 
