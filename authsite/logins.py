@@ -50,7 +50,7 @@ class LoginRequest:
     ip: str | None = None
     user_agent: str | None = None
     via: str = "form"
-    replaces: int | None = None  # the browser's current session, ended by this login
+    replaces: str | None = None  # the token hash of the browser's current session, ended by this login
     # (user id, nonce) of each account this browser's device cookie vouches for (known_devices.py).
     known_device: tuple[tuple[int, str], ...] = ()
 

@@ -146,7 +146,7 @@ class SecondStep:
         """The attempt's place in its buckets (its hit ids), or the result that refuses it."""
         device = dict(attempt.known_device).get(user.id)
         if device is not None:
-            buckets = self.limits.login_device(device)
+            buckets = [*self.limits.login_device(device), *self.limits.second_factor_device(device)]
         else:
             buckets = [*self.limits.login(user.username, attempt.ip), *self.limits.login_address(attempt.ip),
                        *self.limits.second_factor(user.id)]

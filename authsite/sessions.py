@@ -116,6 +116,7 @@ _START = insert(_session).from_select(
 )
 _END_ONE = delete(_session).where(_session.c.id == bindparam("session_id"))
 END_USER_SESSIONS = delete(_session).where(_session.c.user_id == bindparam("user_id"))
+_END_REPLACED = delete(_session).where(_session.c.token_hash == bindparam("replaced_hash"))
 _SLIDE = (
     update(_session).where(_session.c.id == bindparam("session_id"))
     .values(last_seen_at=bindparam("seen"), expires_at=bindparam("until"))
@@ -131,19 +132,23 @@ def start_session(
     remember: bool = False,
     ip: str | None = None,
     user_agent: str | None = None,
-    replaces: int | None = None,
+    replaces: str | None = None,
+    authenticated_at: datetime | None = None,
 ) -> str | None:
     """A new session row; returns the token for the cookie (never stored), or None if the
     password the login was checked against (`password_hash`) has changed since, or the
-    account was deactivated. `replaces` is the id of a session this one ends (the
-    browser's previous one).
+    account was deactivated. `replaces` is the token hash of a session this one ends (the
+    browser's previous one): a hash, never an id, since SQLite gives a deleted row's id to the next
+    row, and a login finished minutes later must not end someone else's session.
+    `authenticated_at` carries over when the session was last proved (sudo mode) where this one
+    proves less than a login (a password change made with only the password); default: now.
 
     The row is written only if the account still has that hash, in one statement that
     waits for a password change in progress: a login racing a change never leaves a
     session opened with the old password. The caller commits."""
     if replaces is not None:
         # Before the insert: SQLite may give the new row the id the old one had.
-        conn.execute(_END_ONE, {"session_id": replaces})
+        conn.execute(_END_REPLACED, {"replaced_hash": replaces})
     token = tokens.new_token()
     now = utcnow()
     row = {
@@ -156,7 +161,8 @@ def start_session(
         "ip": ip,
         "user_agent": (user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
         "remember": remember,
-        "authenticated_at": now,  # a new session has just proved who it is: sudo mode starts now
+        # A new session has just proved who it is: sudo mode starts now.
+        "authenticated_at": authenticated_at or now,
     }
     return token if conn.execute(_START, row).rowcount == 1 else None
 

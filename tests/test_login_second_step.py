@@ -43,8 +43,8 @@ def is_logged_in(client) -> bool:
     return client.get("/api/me").status_code == 200
 
 
-def api_login(client, password=PASSWORD, **extra):
-    return client.post("/api/auth/login", json={"username": "alice", "password": password, **extra})
+def api_login(client, password=PASSWORD, username="alice", **extra):
+    return client.post("/api/auth/login", json={"username": username, "password": password, **extra})
 
 
 # The first step
@@ -313,3 +313,103 @@ def test_a_password_reset_does_not_skip_the_second_step(client, phone, run_db, s
 
     assert response.headers["location"] == "/auth/mfa"
     assert not is_logged_in(client)
+
+
+def test_finishing_a_second_step_ends_only_this_browsers_own_earlier_session(app, client, make_user, clock):
+    """The browser's session at the first step ends when the second one opens, but not by a row id
+    another session may have taken since (SQLite reuses the ids of deleted rows)."""
+
+    def browser():
+        other = TestClient(app, base_url="http://testserver", follow_redirects=False)
+        other.portal = client.portal
+        return other
+
+    make_user("mallory")
+    make_user("mallory2")
+    make_user("bob")
+    setup = browser()
+    log_in(setup, "mallory2")
+    phone = turn_on_totp(setup, clock)
+    setup.post("/auth/logout", data={"csrf_token": csrf_from(setup.get("/account").text)})
+    mallory = browser()
+    log_in(mallory, "mallory")
+    assert mallory.post("/api/auth/login", json={"username": "mallory2", "password": PASSWORD}).status_code == 202
+    mallory.post("/api/auth/logout", json={})
+    bob = browser()
+    log_in(bob, "bob")
+
+    assert mallory.post("/api/auth/mfa", json={"code": phone.next_code()}).status_code == 200
+    assert bob.get("/api/me").status_code == 200
+
+
+def test_finishing_a_second_step_ends_the_browsers_earlier_session(app, client, make_user, clock, run_db):
+    make_user("mallory")
+    make_user("mallory2")
+    setup = TestClient(app, base_url="http://testserver", follow_redirects=False)
+    setup.portal = client.portal
+    log_in(setup, "mallory2")
+    phone = turn_on_totp(setup, clock)
+    log_in(client, "mallory")
+    before = {row.token_hash for row in session_rows(run_db)}
+
+    assert api_login(client, username="mallory2").status_code == 202
+    assert client.post("/api/auth/mfa", json={"code": phone.next_code()}).status_code == 200
+
+    assert client.get("/api/me").json()["username"] == "mallory2"
+    after = {row.token_hash for row in session_rows(run_db)}
+    assert len(before - after) == 1 and len(after) == 2  # mallory's old session made way for the new one
+
+
+def from_address(client, app, address: str, code: str) -> int:
+    """Someone with alice's password at `address`: the password, then `code`; the second step's status."""
+    import httpx2
+
+    async def send():
+        transport = httpx2.ASGITransport(app=app, client=(address, 1234))
+        async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as browser:
+            first = await browser.post("/api/auth/login", json={"username": "alice", "password": PASSWORD})
+            assert first.status_code == 202, first.text
+            return (await browser.post("/api/auth/mfa", json={"code": code})).status_code
+
+    return client.portal.call(send)
+
+
+def test_codes_guessed_from_many_addresses_share_one_limit_per_account(app, client, phone):
+    from authsite.throttle import SECOND_FACTOR_FAILURES
+
+    guesses = [from_address(client, app, f"198.51.100.{i}", "12345x") for i in range(SECOND_FACTOR_FAILURES)]
+    right_code_from_yet_another = from_address(client, app, "198.51.100.200", phone.next_code())
+
+    assert guesses == [401] * SECOND_FACTOR_FAILURES
+    assert right_code_from_yet_another == 429
+
+
+def test_the_owners_own_browser_still_gets_in_while_the_account_limit_holds(app, client, logged_in_client, clock):
+    from authsite.throttle import SECOND_FACTOR_FAILURES
+
+    # Her browser has signed in to her account before: its device cookie vouches for it.
+    phone = turn_on_totp(logged_in_client, clock)
+    logged_in_client.post("/auth/logout", data={"csrf_token": csrf_from(logged_in_client.get("/account").text)})
+    for i in range(SECOND_FACTOR_FAILURES):
+        from_address(client, app, f"198.51.100.{i}", "12345x")
+
+    log_in(logged_in_client)
+
+    assert second_step(logged_in_client, phone.next_code()).status_code == 303
+
+
+def test_a_browser_that_signed_in_before_guesses_codes_no_faster(logged_in_client, clock):
+    """A device cookie got while someone had only the password (before the owner turned the app
+    on) counts its wrong codes apart from strangers', but at the same slow rate."""
+    from authsite.throttle import SECOND_FACTOR_FAILURES
+
+    phone = turn_on_totp(logged_in_client, clock)
+    logged_in_client.post("/auth/logout", data={"csrf_token": csrf_from(logged_in_client.get("/account").text)})
+    for _ in range(SECOND_FACTOR_FAILURES // 2):
+        log_in(logged_in_client)
+        for _ in range(2):
+            assert second_step(logged_in_client, "12345x").status_code == 401
+
+    log_in(logged_in_client)
+
+    assert second_step(logged_in_client, phone.next_code()).status_code == 429

@@ -26,7 +26,7 @@ async def attempt_login(site, request: Request, username: str, password: str, *,
         user_agent=request.headers.get("user-agent"), via=via, known_device=_known_device(site, request),
         # Always a brand-new token, and the browser's old session ends: a token known before
         # login (planted by an attacker, say) must never become an authenticated session.
-        replaces=current.id if current is not None else None,
+        replaces=current.token_hash if current is not None else None,
     ))
     if result.user is not None and result.new_device:
         notify(site, request, Notice.NEW_DEVICE, user=result.user)
@@ -71,15 +71,19 @@ def _pending_cookie(site, request: Request) -> str:
     return cookies.pending_login_cookie_name(cookies.is_secure(request.scope, site.settings.cookie_secure))
 
 
-async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool) -> bool:
+async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool,
+                      keep_sudo_time: bool = False) -> bool:
     """Start a session for a user who just proved who they are some other way (signed up,
     changed their password) and set its cookie. False if the password or the account
-    changed since: answer as a failed login."""
+    changed since: answer as a failed login. `keep_sudo_time`: the new session was proved no
+    more recently than the browser's current one (a password change needs no second factor, so
+    it must not stand in for the confirmation sudo mode asks of an account that has one)."""
     current = request.scope.get(SESSION_SCOPE_KEY)
+    proved = current.authenticated_at if keep_sudo_time and current is not None else None
     token = await site.database.run(partial(
         sessions.start_session, user_id=user.id, password_hash=user.password_hash, lifetimes=site.lifetimes,
         remember=remember, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
-        replaces=current.id if current is not None else None,
+        replaces=current.token_hash if current is not None else None, authenticated_at=proved,
     ))
     if token is None:
         return False
