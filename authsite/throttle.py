@@ -248,6 +248,12 @@ class Limits:
     def second_factor(self, user_id: int) -> list[tuple[str, Limit]]:
         return [(f"second-factor:{user_id}", self.second_factor_account)]
 
+    def second_factor_device(self, nonce: str) -> list[tuple[str, Limit]]:
+        # A browser the device cookie vouches for is counted apart from strangers (so they cannot
+        # lock the owner out), but at the same slow rate: a cookie an attacker got while they had
+        # the password, before the owner turned the app on, buys no faster guessing.
+        return [(f"second-factor-device:{nonce}", self.second_factor_account)]
+
     def signup(self, ip: str | None) -> list[tuple[str, Limit]]:
         return [(f"signup-ip:{client_key(ip)}", self.signup_ip)]
 

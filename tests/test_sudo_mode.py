@@ -241,3 +241,35 @@ def test_confirming_gives_the_session_a_new_token_and_the_old_one_stops(logged_i
     assert copied.get("/api/me").status_code == 401
     assert logged_in_client.get("/api/me").status_code == 200
     assert len(one(run_db, Session)) == 1
+
+
+def test_a_password_change_does_not_stand_in_for_the_second_factor(logged_in_client, clock, run_db):
+    """Someone with Alice's session and her password (a browser that fills it in), but not her phone:
+    changing the password must not give them the sudo mode /auth/confirm refuses them without a code."""
+    turn_on_totp(logged_in_client, clock)
+    age_sessions(run_db)
+    assert confirm(logged_in_client).status_code == 401
+    new_password = "another long passphrase 42"
+    changed = press(logged_in_client, "/account/password", page="/account", current_password=PASSWORD,
+                    new_password=new_password, new_password_confirm=new_password)
+    assert changed.status_code == 303
+
+    response = press(logged_in_client, "/account/security/totp/disable")
+
+    assert response.headers["location"].startswith("/auth/confirm")
+    assert len(one(run_db, Authenticator)) == 1
+
+
+def test_an_admin_ending_a_users_sessions_past_the_window_is_sent_to_confirm(client, app, make_user, run_db):
+    make_user("root", scopes=("authenticated", "super"))
+    bob = make_user("bob")
+    bobs_browser = TestClient(app, base_url="http://testserver", follow_redirects=False)
+    bobs_browser.portal = client.portal
+    log_in(bobs_browser, "bob")
+    log_in(client, "root")
+    age_sessions(run_db)
+
+    response = press(client, f"/admin/users/{bob.id}/revoke-sessions", page=f"/admin/users/{bob.id}")
+
+    assert response.headers["location"] == f"/auth/confirm?next=/admin/users/{bob.id}"
+    assert bobs_browser.get("/api/me").status_code == 200

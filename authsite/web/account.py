@@ -115,7 +115,8 @@ def account_router(site) -> APIRouter:
         # Every session ended with the old password; this browser carries on
         # with a brand-new token.
         response = back_to_account(request, "password_changed")
-        if not await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember):
+        if not await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember,
+                                 keep_sudo_time=True):
             # Changed again by another request in between: log in afresh.
             return RedirectResponse("/auth/login", status_code=303)
         return response

@@ -76,6 +76,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}/revoke-sessions")
     async def revoke_sessions(request: Request, user_id: int, form: Form) -> Response:
+        sudo(request, user_id)
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             try:
