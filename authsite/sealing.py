@@ -7,7 +7,8 @@ Each sealed value names what it is for and whom it belongs to (the GCM associate
 ciphertext copied into another user's row, or another purpose, does not open there.
 
 Every key is derived from the secret key with HKDF under a label of its own: the secret key
-itself is never used to encrypt, and no two uses share a key.
+itself is never used to encrypt, and no two uses share a key. `cryptography` is imported on first
+use, so a worker that never meets a second factor does not carry it.
 """
 
 import base64
@@ -16,11 +17,6 @@ import json
 import os
 import time
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 KEY_BYTES = 32
 NONCE_BYTES = 12  # GCM's standard nonce; random, and far from its 2**32 safe limit per key
 VERSION = "1"  # the first field of every sealed value, so the scheme can change later
@@ -28,6 +24,9 @@ VERSION = "1"  # the first field of every sealed value, so the scheme can change
 
 def derive_key(secret_key: str, label: str) -> bytes:
     """A key of its own for one use (`label`), from the site's secret key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     hkdf = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=f"authsite {label}".encode())
     return hkdf.derive(secret_key.encode())
 
@@ -36,6 +35,8 @@ class Box:
     """Seals bytes under one derived key; `context` binds a sealed value to its owner and use."""
 
     def __init__(self, key: bytes):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._aead = AESGCM(key)
 
     def seal(self, data: bytes, *, context: str) -> str:
@@ -56,6 +57,8 @@ class Box:
             return None
         if len(raw) <= NONCE_BYTES:
             return None
+        from cryptography.exceptions import InvalidTag
+
         try:
             return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
         except InvalidTag:

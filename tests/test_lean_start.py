@@ -1,5 +1,6 @@
 """A worker loads what it needs when it needs it: Alembic only when a migration is due, zxcvbn's
-word lists only when a password is set (issue 6's memory target, bench/RESULTS.md)."""
+word lists only when a password is set, the second factors' libraries (cryptography, pyotp, segno:
+about 10 MB together) only when a code or secret is handled (issue 6's memory target, bench/RESULTS.md)."""
 
 import subprocess
 import sys
@@ -22,7 +23,8 @@ START_AND_REPORT = textwrap.dedent(
         await site.stop()
 
     asyncio.run(start_and_stop())
-    print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"alembic", "zxcvbn"})))
+    loaded = {name.split(".")[0] for name in sys.modules}
+    print(" ".join(sorted(loaded & {"alembic", "zxcvbn", "cryptography", "pyotp", "segno"})))
     """
 )
 
@@ -51,6 +53,10 @@ def test_a_start_on_an_up_to_date_database_does_not_load_alembic(start_a_worker)
 
 def test_a_worker_that_has_set_no_password_has_not_loaded_zxcvbn(start_a_worker):
     assert "zxcvbn" not in start_a_worker()
+
+
+def test_a_worker_that_has_met_no_second_factor_has_not_loaded_their_libraries(start_a_worker):
+    assert start_a_worker().isdisjoint({"cryptography", "pyotp", "segno"})
 
 
 def test_the_strength_check_still_refuses_a_common_password(client):

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
@@ -95,9 +96,21 @@ class SecondFactors:
     def __init__(self, secret_key: str, *, issuer: str, clock: Callable[[], float] = time.time):
         self.issuer = issuer
         self.clock = clock  # what time it is for the codes (tests move it on)
-        self._secrets = Box(derive_key(secret_key, "totp secrets"))
-        self._setups = Box(derive_key(secret_key, "totp setup"))
-        self._codes = recovery_codes.CodeHasher(derive_key(secret_key, "recovery codes"))
+        self._secret_key = secret_key
+
+    # Derived on first use (see authsite/sealing.py), once per process.
+
+    @cached_property
+    def _secrets(self) -> Box:
+        return Box(derive_key(self._secret_key, "totp secrets"))
+
+    @cached_property
+    def _setups(self) -> Box:
+        return Box(derive_key(self._secret_key, "totp setup"))
+
+    @cached_property
+    def _codes(self) -> recovery_codes.CodeHasher:
+        return recovery_codes.CodeHasher(derive_key(self._secret_key, "recovery codes"))
 
     # Reading
 
