@@ -37,7 +37,6 @@ LOOKUP = (
         _user.c.email,
         _user.c.first_name,
         _user.c.last_name,
-        _session.c.authenticated_at,
         _user.c.mfa_enabled,
     )
     .join(_user, _user.c.id == _session.c.user_id)
@@ -92,7 +91,6 @@ class ActiveSession(NamedTuple):
     email: str | None
     first_name: str | None
     last_name: str | None
-    authenticated_at: datetime
     mfa_enabled: bool
     token_hash: str
 
@@ -117,6 +115,8 @@ _START = insert(_session).from_select(
 _END_ONE = delete(_session).where(_session.c.id == bindparam("session_id"))
 END_USER_SESSIONS = delete(_session).where(_session.c.user_id == bindparam("user_id"))
 _END_REPLACED = delete(_session).where(_session.c.token_hash == bindparam("replaced_hash"))
+# Read only by the rare sensitive request (sudo mode), not on every request with the session lookup.
+_PROVED = select(_session.c.authenticated_at).where(_session.c.id == bindparam("session_id"))
 _SLIDE = (
     update(_session).where(_session.c.id == bindparam("session_id"))
     .values(last_seen_at=bindparam("seen"), expires_at=bindparam("until"))
@@ -140,17 +140,17 @@ def start_session(
     account was deactivated. `replaces` is the token hash of a session this one ends (the
     browser's previous one): a hash, never an id, since SQLite gives a deleted row's id to the next
     row, and a login finished minutes later must not end someone else's session.
-    `authenticated_at` carries over when the session was last proved (sudo mode) where this one
-    proves less than a login (a password change made with only the password); default: now.
+    `authenticated_at`: when the new session last proved who it is, if not now (a password change,
+    made with the password alone, keeps the sudo time of the session it was made from).
 
     The row is written only if the account still has that hash, in one statement that
     waits for a password change in progress: a login racing a change never leaves a
     session opened with the old password. The caller commits."""
+    now = utcnow()
     if replaces is not None:
         # Before the insert: SQLite may give the new row the id the old one had.
         conn.execute(_END_REPLACED, {"replaced_hash": replaces})
     token = tokens.new_token()
-    now = utcnow()
     row = {
         "token_hash": tokens.hash_token(token),
         "user_id": user_id,
@@ -161,7 +161,6 @@ def start_session(
         "ip": ip,
         "user_agent": (user_agent or "")[:USER_AGENT_MAX_CHARS] or None,
         "remember": remember,
-        # A new session has just proved who it is: sudo mode starts now.
         "authenticated_at": authenticated_at or now,
     }
     return token if conn.execute(_START, row).rowcount == 1 else None
@@ -205,9 +204,15 @@ def reauthenticate(conn: Connection, *, session_id: int, now: datetime) -> str |
     return token if changed.rowcount == 1 else None
 
 
-def is_recently_authenticated(session: ActiveSession, *, within: timedelta, now: datetime) -> bool:
+def proved_at(conn: Connection, *, session_id: int) -> datetime | None:
+    """When the session last proved who it is (its login or a confirmation); None if it has ended."""
+    return conn.execute(_PROVED, {"session_id": session_id}).scalar()
+
+
+def is_recently_authenticated(conn: Connection, *, session_id: int, within: timedelta, now: datetime) -> bool:
     """Sudo mode: the session logged in or confirmed who it is no longer than `within` ago."""
-    return now - session.authenticated_at <= within
+    proved = proved_at(conn, session_id=session_id)
+    return proved is not None and now - proved <= within
 
 
 def end_session(conn: Connection, *, session_id: int) -> bool:

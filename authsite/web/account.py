@@ -1,5 +1,6 @@
 """The account page: details, profile, password, and the list of sessions to end."""
 
+from functools import partial
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -71,7 +72,7 @@ def account_router(site) -> APIRouter:
             if _changes_email(form.get("email", ""), old_email):
                 # A new address can reset the password: a sensitive change (sudo mode).
                 kept = urlencode({name: form.get(name, "")[:300] for name in PROFILE_FIELDS})
-                require_sudo(request, window=site.sudo_window, next_path=f"{ACCOUNT_PATH}?{kept}")
+                await require_sudo(site, request, next_path=f"{ACCOUNT_PATH}?{kept}")
             try:
                 await accounts.update_profile(
                     db=db, user=user, confirm=confirm_for(request),
@@ -101,6 +102,8 @@ def account_router(site) -> APIRouter:
         tries = await site.throttle.attempt(site.limits.new_password_tries(request.user.id))
         if tries.is_throttled:
             return await refused(request, accounts.Throttled(tries.retry_after), form="password")
+        # The browser stays logged in under a new session; it keeps the sudo time of this one.
+        proved = await site.database.run(partial(sessions.proved_at, session_id=request.scope[SESSION_SCOPE_KEY].id))
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
             try:
@@ -116,7 +119,7 @@ def account_router(site) -> APIRouter:
         # with a brand-new token.
         response = back_to_account(request, "password_changed")
         if not await log_in_user(site, request, response, user, remember=request.scope[SESSION_SCOPE_KEY].remember,
-                                 keep_sudo_time=True):
+                                 authenticated_at=proved):
             # Changed again by another request in between: log in afresh.
             return RedirectResponse("/auth/login", status_code=303)
         return response
@@ -125,7 +128,7 @@ def account_router(site) -> APIRouter:
     async def revoke_session(request: Request, session_id: int, form: Form) -> Response:
         if session_id != request.scope[SESSION_SCOPE_KEY].id:
             # Ending another device's session is sensitive (sudo mode); logging this one out is not.
-            require_sudo(request, window=site.sudo_window, next_path=ACCOUNT_PATH)
+            await require_sudo(site, request, next_path=ACCOUNT_PATH)
         async with site.database.sessionmaker() as db:
             ended = await sessions.end_own_session(db=db, user_id=request.user.id, session_id=session_id)
         if not ended:

@@ -24,10 +24,10 @@ def admin_router(site) -> APIRouter:
     Form = Annotated[dict, Depends(checked_form(lambda: site.csrf, repeatable=("scopes",)))]
     grantable = site.settings.admin_grantable
 
-    def sudo(request: Request, user_id: int) -> None:
+    async def sudo(request: Request, user_id: int) -> None:
         # Changing another account (its permissions, a reset link, its second factors) is sensitive:
         # an admin's session stolen an hour ago must not be enough (sudo mode).
-        require_sudo(request, window=site.sudo_window, next_path=f"/admin/users/{user_id}")
+        await require_sudo(site, request, next_path=f"/admin/users/{user_id}")
 
     @router.get("")
     async def admin_home() -> Response:
@@ -50,7 +50,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}")
     async def change_user(request: Request, user_id: int, form: Form) -> Response:
-        sudo(request, user_id)
+        await sudo(request, user_id)
         active = form.get("active", "true")
         if active not in ("true", "false"):
             return await _user_page(request, user_id, error="'active' must be true or false.")
@@ -76,7 +76,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}/revoke-sessions")
     async def revoke_sessions(request: Request, user_id: int, form: Form) -> Response:
-        sudo(request, user_id)
+        await sudo(request, user_id)
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             try:
@@ -88,7 +88,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}/reset-link")
     async def reset_link(request: Request, user_id: int, form: Form) -> Response:
-        sudo(request, user_id)
+        await sudo(request, user_id)
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
             try:
@@ -104,7 +104,7 @@ def admin_router(site) -> APIRouter:
 
     @router.post("/users/{user_id}/mfa-reset", dependencies=[Depends(guards.super_user)])
     async def reset_second_factors(request: Request, user_id: int, form: Form) -> Response:
-        sudo(request, user_id)
+        await sudo(request, user_id)
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
         had = await site.database.run(partial(remove_all_factors, user_id=user_id))

@@ -1,7 +1,7 @@
 """Request-level dependencies shared by authsite's routers."""
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from functools import partial
 
 from fastapi import Depends, Request
 
@@ -36,12 +36,16 @@ async def same_origin_api_call(request: Request) -> None:
         raise CsrfFailed()
 
 
-def require_sudo(request: Request, *, window: timedelta, next_path: str) -> None:
+async def require_sudo(site, request: Request, *, next_path: str) -> None:
     """Sudo mode: a sensitive change needs a session that logged in or confirmed who it is within
-    `window`; otherwise ReauthenticationRequired (a 303 to /auth/confirm, or a 403 for the API),
-    before anything changes. `next_path` is the page to come back to."""
+    AUTHSITE_SUDO_SECONDS; otherwise ReauthenticationRequired (a 303 to /auth/confirm, or a 403 for
+    the API), before anything changes. `next_path` is the page to come back to. The time is read
+    from the session row here, not by every request's lookup: few requests are sensitive."""
     session = request.scope.get(SESSION_SCOPE_KEY)
-    if session is None or not sessions.is_recently_authenticated(session, within=window, now=utcnow()):
+    recent = session is not None and await site.database.run(partial(
+        sessions.is_recently_authenticated, session_id=session.id, within=site.sudo_window, now=utcnow()
+    ))
+    if not recent:
         raise ReauthenticationRequired(next_path)
 
 
@@ -50,7 +54,7 @@ def sudo_form(site, back_to: Callable[[Request], str]) -> Callable[..., Awaitabl
     sudo mode (`back_to(request)`: the page the confirmation returns to)."""
 
     async def form_in_sudo_mode(request: Request, form: dict = Depends(site.checked_form)) -> dict:
-        require_sudo(request, window=site.sudo_window, next_path=back_to(request))
+        await require_sudo(site, request, next_path=back_to(request))
         return form
 
     return form_in_sudo_mode

@@ -1,5 +1,6 @@
 """Logging a browser in and out: the login (authsite/logins.py) and the session cookie."""
 
+from datetime import datetime
 from functools import partial
 
 from fastapi import Request
@@ -72,18 +73,17 @@ def _pending_cookie(site, request: Request) -> str:
 
 
 async def log_in_user(site, request: Request, response: Response, user: User, *, remember: bool,
-                      keep_sudo_time: bool = False) -> bool:
+                      authenticated_at: datetime | None = None) -> bool:
     """Start a session for a user who just proved who they are some other way (signed up,
     changed their password) and set its cookie. False if the password or the account
-    changed since: answer as a failed login. `keep_sudo_time`: the new session was proved no
-    more recently than the browser's current one (a password change needs no second factor, so
-    it must not stand in for the confirmation sudo mode asks of an account that has one)."""
+    changed since: answer as a failed login. `authenticated_at`: when the browser last proved who
+    it is, if not now (a password change needs no second factor, so it must not stand in for the
+    confirmation sudo mode asks of an account that has one)."""
     current = request.scope.get(SESSION_SCOPE_KEY)
-    proved = current.authenticated_at if keep_sudo_time and current is not None else None
     token = await site.database.run(partial(
         sessions.start_session, user_id=user.id, password_hash=user.password_hash, lifetimes=site.lifetimes,
         remember=remember, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
-        replaces=current.token_hash if current is not None else None, authenticated_at=proved,
+        replaces=current.token_hash if current is not None else None, authenticated_at=authenticated_at,
     ))
     if token is None:
         return False
