@@ -69,7 +69,9 @@ def read_mail(path: Path) -> email.message.EmailMessage:
 
 
 def mails_sent_while(client, site, settings, action) -> list[email.message.EmailMessage]:
-    """The mails that reach the outbox because of `action()`."""
+    """The mails that reach the outbox because of `action()`: those queued earlier (a new-device
+    notice for a login just before, say) are delivered first, so they are not counted."""
+    client.portal.call(site.mailer.wait_until_sent)
     before = outbox_files(settings)
     action()
     client.portal.call(site.mailer.wait_until_sent)
