@@ -24,6 +24,7 @@ from authsite.db import Database
 from authsite.head import HeadLikeGet
 from authsite.headers import SecurityHeadersMiddleware
 from authsite.hosts import AllowedHostsMiddleware
+from authsite.factors.passkeys import Passkeys, RelyingParty, purge_used_challenges
 from authsite.factors.second_factors import SecondFactors
 from authsite.known_devices import DeviceCookies
 from authsite.logins import Logins
@@ -31,6 +32,7 @@ from authsite.mail import Mailer
 from authsite.middleware import AuthMiddleware
 from authsite.models import utcnow
 from authsite.notices import Notices
+from authsite.passkey_logins import PasskeyLogins
 from authsite.passwords import PasswordHasher
 from authsite.second_step import SecondStep
 from authsite.secret_key import load_or_create_secret_key
@@ -47,6 +49,7 @@ from authsite.web.deps import checked_form
 from authsite.web.gate import RouteGate, document_routes
 from authsite.web.mfa import mfa_router
 from authsite.web.pages import health_router, home_router
+from authsite.web.passkeys import passkey_api_router, passkey_pages_router
 from authsite.web.register import register_router
 from authsite.web.reset import reset_router
 from authsite.web.security import security_router
@@ -88,9 +91,10 @@ class AuthSite:
             remember=settings.remember_seconds,
         )
         self.hasher = PasswordHasher()
+        self.relying_party = RelyingParty.from_base_url(settings.public_url, name=self.name)
         self.pages = Pages(
             templates_dir=templates_dir, static_path=self.static_path, site_name=self.name,
-            allow_signup=settings.allow_signup,
+            allow_signup=settings.allow_signup, passkeys=self.relying_party.available,
         )
         self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
         self.notices = Notices(mailer=self.mailer, site=self.name, base_url=settings.public_url)
@@ -106,6 +110,8 @@ class AuthSite:
         self.devices: DeviceCookies | None = None
         self.factors: SecondFactors | None = None
         self.second_step: SecondStep | None = None
+        self.passkeys: Passkeys | None = None
+        self.passkey_logins: PasskeyLogins | None = None
         self._purger: asyncio.Task | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -122,15 +128,16 @@ class AuthSite:
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
         # Added last, so outermost: a request for a foreign host name is refused before any other work.
         app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
-        api = api_router(self)
+        api, passkey_api = api_router(self), passkey_api_router(self)
         served = [
             Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),
-            auth_router(self), mfa_router(self), confirm_router(self), register_router(self), reset_router(self),
-            security_router(self), account_router(self), admin_router(self), api, health_router(self),
+            auth_router(self), passkey_pages_router(self), mfa_router(self), confirm_router(self),
+            register_router(self), reset_router(self), security_router(self), account_router(self),
+            admin_router(self), api, passkey_api, health_router(self),
         ]
         answered = partial(AnswerDatabaseDown, answer=database_down)
         app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
-        document_routes(app, [api])
+        document_routes(app, [api, passkey_api])
         errors.install_handlers(app, self.pages.render, cookie_secure=self.settings.cookie_secure)
 
     @contextlib.asynccontextmanager
@@ -149,6 +156,7 @@ class AuthSite:
         self.csrf = Csrf(secret, cookie_secure=self.settings.cookie_secure)
         self.devices = DeviceCookies(secret)
         self.factors = SecondFactors(secret, issuer=self.name)
+        self.passkeys = Passkeys(secret, relying_party=self.relying_party)
         self.pages.csrf = self.csrf
         self.database = Database(self.settings.resolved_database_url)
         await self.database.create_schema()
@@ -156,8 +164,10 @@ class AuthSite:
         self.audit = events.AuditLog(self.database)
         self.throttle = Throttle(self.database)
         self.logins = Logins(database=self.database, hasher=self.hasher, limits=self.limits, lifetimes=self.lifetimes)
-        self.second_step = SecondStep(database=self.database, factors=self.factors, limits=self.limits,
-                                      lifetimes=self.lifetimes)
+        self.second_step = SecondStep(database=self.database, factors=self.factors, passkeys=self.passkeys,
+                                      limits=self.limits, lifetimes=self.lifetimes)
+        self.passkey_logins = PasskeyLogins(database=self.database, passkeys=self.passkeys, limits=self.limits,
+                                            lifetimes=self.lifetimes)
         await self.hasher.warm_up()
         await self._bootstrap_admin()
         await self.mailer.start()
@@ -215,6 +225,7 @@ class AuthSite:
             try:
                 await sessions.purge_expired(engine=self.database.engine)
                 await self.database.run(partial(pending.purge_expired, now=utcnow()))
+                await self.database.run(partial(purge_used_challenges, now=utcnow()))
                 async with self.database.sessionmaker() as db:
                     await resets.purge_expired_resets(db=db)
                     retention = timedelta(days=self.settings.audit_retention_days)

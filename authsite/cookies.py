@@ -124,3 +124,25 @@ def set_pending_login_cookie(response: Response, token: str, *, secure: bool, ma
 
 def clear_pending_login_cookie(response: Response, *, secure: bool) -> None:
     response.delete_cookie(pending_login_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="strict")
+
+
+# A passkey ceremony's challenge (authsite/factors/passkeys.py), sealed, for five minutes: the
+# answer is checked against the challenge this browser was given, never one sent in the request.
+PASSKEY_CHALLENGE_COOKIE = "passkey_challenge"
+SECURE_PASSKEY_CHALLENGE_COOKIE = "__Host-passkey_challenge"
+
+
+def passkey_challenge_cookie_name(secure: bool) -> str:
+    return SECURE_PASSKEY_CHALLENGE_COOKIE if secure else PASSKEY_CHALLENGE_COOKIE
+
+
+def set_passkey_challenge_cookie(response: Response, sealed: str, *, secure: bool, max_age: int) -> None:
+    response.set_cookie(
+        passkey_challenge_cookie_name(secure), sealed, max_age=max_age, path="/", secure=secure, httponly=True,
+        samesite="strict",
+    )
+
+
+def clear_passkey_challenge_cookie(response: Response, *, secure: bool) -> None:
+    response.delete_cookie(passkey_challenge_cookie_name(secure), path="/", secure=secure, httponly=True,
+                           samesite="strict")

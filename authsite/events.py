@@ -44,6 +44,9 @@ class Kind(StrEnum):
     MFA_RESET = "mfa_reset"
     RECOVERY_CODES_REPLACED = "recovery_codes_replaced"
     RECOVERY_CODE_USED = "recovery_code_used"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
 
 
 LABELS = {
@@ -66,11 +69,16 @@ LABELS = {
     Kind.MFA_RESET: "Second factors removed by an administrator",
     Kind.RECOVERY_CODES_REPLACED: "New recovery codes made",
     Kind.RECOVERY_CODE_USED: "Recovery code used",
+    Kind.PASSKEY_ADDED: "Passkey added",
+    Kind.PASSKEY_REMOVED: "Passkey removed",
+    Kind.PASSKEY_CLONE_SUSPECTED: "Passkey refused: it may have been copied",
 }
 REASONS = {"unknown_user": "unknown user", "bad_password": "wrong password", "inactive": "account inactive",
            "throttled": "too many attempts", "password_changed": "password changed meanwhile",
            "wrong_current_password": "wrong current password", "wrong_code": "wrong code",
-           "login_expired": "login expired"}
+           "login_expired": "login expired", "passkey_refused": "passkey not accepted",
+           "passkey_unknown": "unknown passkey", "passkey_expired": "passkey challenge expired",
+           "passkey_replayed": "passkey answer replayed", "passkey_cloned": "passkey counter went back"}
 
 
 def describe(event: AuthEvent) -> str:

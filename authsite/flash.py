@@ -26,13 +26,15 @@ MESSAGES = {
     "others_revoked": "Every other session has ended.",
     "user_saved": "Changes saved.",
     "user_sessions_revoked": "Every session of this user has ended.",
-    "mfa_required": "Your permissions need a second factor: set up an authenticator app to go on.",
-    "totp_disabled": "The authenticator app is off. Logging in now needs only your password.",
+    "mfa_required": "Your permissions need a second factor: set up an authenticator app or add a passkey to go on.",
+    "totp_disabled": "The authenticator app is off.",
     "login_expired": "That login is no longer waiting for a code (it took over five minutes, or was finished). Log in again.",
     "too_many_codes": "Too many wrong codes. Log in again.",
     "recovery_code_used": "You used a recovery code; it will not work again. Check how many you have left on your security page.",
     "mfa_reset": "Every second factor of this user has been removed and their sessions have ended.",
     "setup_expired": "That setup is too old or was started elsewhere. Here is a new one.",
+    "passkey_added": "Your passkey is added. You can sign in with it, or use it after your password.",
+    "passkey_removed": "The passkey is removed and can no longer sign in.",
 }
 
 

@@ -1,7 +1,9 @@
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, UniqueConstraint, false
+from sqlalchemy import (
+    JSON, BigInteger, Boolean, Column, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint, false,
+)
 from sqlmodel import Field, SQLModel
 
 DEFAULT_SCOPES = ["authenticated"]
@@ -174,3 +176,35 @@ class PendingStep(SQLModel, table=True):
     expires_at: datetime = Field(index=True)
     failures: int = 0
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Passkey(SQLModel, table=True):
+    """A user's passkey (a WebAuthn credential): its public key, never a secret, and its counter."""
+
+    __tablename__ = "passkey"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=_user_id_column())
+    # base64url, as browsers send it; credential ids are at most 1023 bytes (WebAuthn, 5.1).
+    credential_id: str = Field(sa_column=Column(_key_type(1400), nullable=False, unique=True, index=True))
+    # The random id the authenticator keeps for the account (the same for all of a user's passkeys).
+    user_handle: str = Field(max_length=128)
+    public_key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sign_count: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    name: str = Field(max_length=64)
+    transports: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    aaguid: str = Field(default="", max_length=36)
+    backed_up: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    # Set when the passkey answered with a counter that did not go up: it may have been copied.
+    clone_suspected_at: datetime | None = None
+
+
+class UsedChallenge(SQLModel, table=True):
+    """A passkey challenge already presented (its SHA-256), kept until it would have expired anyway."""
+
+    __tablename__ = "used_challenge"
+
+    challenge_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    expires_at: datetime = Field(index=True)

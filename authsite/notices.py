@@ -24,6 +24,9 @@ class Notice(StrEnum):
     RECOVERY_CODES_REPLACED = "recovery_codes_replaced"
     RECOVERY_CODE_USED = "recovery_code_used"
     NEW_DEVICE = "new_device"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    PASSKEY_CLONED = "passkey_cloned"
 
 
 # (subject, what happened, what to do if it was not them); {site} and {account} are filled in.
@@ -71,6 +74,22 @@ TEXTS = {
         "A recovery code of your {site} account was used",
         "One of your recovery codes was used to sign in or to confirm a change. {codes_left}",
         "someone has your password and a recovery code: " + SECURE_IT + ", and make new recovery codes at {security}",
+    ),
+    Notice.PASSKEY_ADDED: (
+        "A passkey was added to your {site} account",
+        "A passkey named \"{name}\" was added to your account: it can sign in without the password.",
+        SECURE_IT + ", then remove the passkey at {security}",
+    ),
+    Notice.PASSKEY_REMOVED: (
+        "A passkey was removed from your {site} account",
+        "The passkey named \"{name}\" was removed from your account and can no longer sign in.",
+        SECURE_IT + ", then check the second factors at {security}",
+    ),
+    Notice.PASSKEY_CLONED: (
+        "A passkey of your {site} account may have been copied",
+        "One of your passkeys was refused: its authenticator's counter went back, which is what a copied "
+        "passkey does. It is marked on your security page.",
+        "remove that passkey at {security}, " + SECURE_IT,
     ),
     Notice.NEW_DEVICE: (
         "New sign-in to your {site} account",

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, select
 from authsite import events, pending, sessions, throttle
 from authsite.db import Database
 from authsite.events import Kind
+from authsite.factors.passkeys import PASSKEY, PasskeyAnswer, Passkeys
 from authsite.factors.second_factors import RECOVERY_CODE, SecondFactors
 from authsite.logins import (
     PENDING_LOGIN, STAMP_LOGIN, login_event, new_device_note, password_fingerprint, reserve_attempt,
@@ -43,6 +44,7 @@ class CodeAttempt:
     token: str | None = None  # the pending login's, for the second step of a login
     # (user id, nonce) of each account this browser's device cookie vouches for (known_devices.py).
     known_device: tuple[tuple[int, str], ...] = ()
+    passkey: PasskeyAnswer | None = None  # a passkey's answer instead of a code
 
     def __repr__(self) -> str:  # never the code or the token
         return f"CodeAttempt(via={self.via!r})"
@@ -59,6 +61,7 @@ class SecondStepResult:
     retry_after: int | None = None  # too many failures: answer 429
     gone: bool = False  # no pending login (never made, expired, spent): log in again
     ended: bool = False  # that wrong code was the last one allowed
+    clone_of: User | None = None  # whose passkey answered with a counter that did not go up
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,14 @@ class CodeCheck:
     method: str | None = None
     retry_after: int | None = None
     codes_left: int | None = None
+    clone_suspected: bool = False
 
 
 class SecondStep:
-    def __init__(self, *, database: Database, factors: SecondFactors, limits: Limits,
+    def __init__(self, *, database: Database, factors: SecondFactors, passkeys: Passkeys, limits: Limits,
                  lifetimes: sessions.Lifetimes):
-        self.database, self.factors, self.limits, self.lifetimes = database, factors, limits, lifetimes
+        self.database, self.factors, self.passkeys = database, factors, passkeys
+        self.limits, self.lifetimes = limits, lifetimes
 
     async def finish_login(self, attempt: CodeAttempt) -> SecondStepResult:
         """The second step: the pending login behind `attempt.token`, finished by `attempt.code`."""
@@ -98,14 +103,15 @@ class SecondStep:
         # the row, and a wrong code rolls the claim back (and spends nothing).
         if not pending.claim(conn, step_id=step.id, now=now):
             return self._forgive(conn, hits, SecondStepResult(gone=True))
-        method = self.factors.check_code(conn, user_id=user.id, code=attempt.code, now=now)
+        method, refused = self._check(conn, user, attempt, now)
         if method is None:
             conn.rollback()
             throttle.settle(conn, hits)
             ended = pending.count_failure(conn, step_id=step.id, max_failures=MAX_WRONG_CODES)
+            self._note_refusal(conn, refused, now)
             conn.commit()
-            events.store(conn, login_event(Kind.LOGIN_FAILED, attempt, user_id=user.id, reason="wrong_code"))
-            return SecondStepResult(ended=ended)
+            events.store(conn, login_event(Kind.LOGIN_FAILED, attempt, user_id=user.id, reason=refused.reason))
+            return SecondStepResult(ended=ended, clone_of=user if refused.clone_suspected else None)
         token = None
         if step.data.get("password") == password_fingerprint(user.password_hash):
             token = _open_session(conn, user=user, data=step.data, attempt=attempt, lifetimes=self.lifetimes, now=now)
@@ -128,19 +134,34 @@ class SecondStep:
         hits = self._reserve(conn, user, attempt, now)
         if isinstance(hits, SecondStepResult):
             return CodeCheck(retry_after=hits.retry_after)
-        method = self.factors.check_code(conn, user_id=user.id, code=attempt.code, now=now)
+        method, refused = self._check(conn, user, attempt, now)
         if method is None:
             conn.rollback()
             throttle.settle(conn, hits)
+            self._note_refusal(conn, refused, now)
             conn.commit()
-            events.store(conn, login_event(Kind.LOGIN_FAILED, attempt, user_id=user.id, reason="wrong_code"))
-            return CodeCheck()
+            events.store(conn, login_event(Kind.LOGIN_FAILED, attempt, user_id=user.id, reason=refused.reason))
+            return CodeCheck(clone_suspected=refused.clone_suspected)
         throttle.forgive(conn, hits)
         left = self.factors.codes_left(conn, user_id=user.id) if method == RECOVERY_CODE else None
         conn.commit()
         if method == RECOVERY_CODE:
             events.store(conn, login_event(Kind.RECOVERY_CODE_USED, attempt, user_id=user.id))
         return CodeCheck(confirmed=True, method=method, codes_left=left)
+
+    def _check(self, conn: Connection, user: User, attempt: CodeAttempt, now: datetime) -> tuple[str | None, "_Refused"]:
+        """Which factor answered (None: refused, and why)."""
+        if attempt.passkey is not None:
+            assertion = self.passkeys.check(conn, answer=attempt.passkey, now=now, user_id=user.id)
+            if assertion.ok:
+                return PASSKEY, _Refused()
+            return None, _Refused(assertion.reason, assertion.passkey_id if assertion.clone_suspected else None)
+        method = self.factors.check_code(conn, user_id=user.id, code=attempt.code, now=now)
+        return method, _Refused()
+
+    def _note_refusal(self, conn: Connection, refused: "_Refused", now: datetime) -> None:
+        if refused.suspected_passkey is not None:
+            self.passkeys.mark_suspected_clone(conn, passkey_id=refused.suspected_passkey, now=now)
 
     def _reserve(self, conn: Connection, user: User, attempt: CodeAttempt, now: datetime):
         """The attempt's place in its buckets (its hit ids), or the result that refuses it."""
@@ -164,6 +185,16 @@ class SecondStep:
         throttle.forgive(conn, hits)
         conn.commit()
         return result
+
+
+@dataclass(frozen=True)
+class _Refused:
+    reason: str = "wrong_code"
+    suspected_passkey: int | None = None  # a passkey whose counter went back: maybe copied
+
+    @property
+    def clone_suspected(self) -> bool:
+        return self.suspected_passkey is not None
 
 
 def _active_user(conn: Connection, user_id: int) -> User | None:

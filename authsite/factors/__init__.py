@@ -1,1 +1,1 @@
-"""Second factors: authenticator apps (TOTP) and recovery codes, and the account state they make."""
+"""Second factors: authenticator apps (TOTP), passkeys and recovery codes, and the account state they make."""

@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 
 from authsite import pending, sessions
 from authsite.factors import recovery_codes, totp
-from authsite.models import Authenticator, RecoveryCode, User, utcnow
+from authsite.factors.passkeys import PASSKEY, count_passkeys, remove_all_passkeys, remove_passkey
+from authsite.models import Authenticator, Passkey, RecoveryCode, User, utcnow
 from authsite.sealing import Box, derive_key
 
 log = logging.getLogger("authsite")
@@ -31,6 +32,7 @@ RECOVERY_CODE = "recovery_code"
 _totp = Authenticator.__table__
 _code = RecoveryCode.__table__
 _user = User.__table__
+_passkey = Passkey.__table__
 
 _AUTHENTICATOR = select(_totp.c.secret_sealed, _totp.c.created_at, _totp.c.last_used_at).where(
     _totp.c.user_id == bindparam("user_id")
@@ -48,7 +50,7 @@ _REMOVE_CODES = delete(_code).where(_code.c.user_id == bindparam("user_id"))
 _ADD_CODE = insert(_code)
 _USE_CODE = delete(_code).where(_code.c.user_id == bindparam("user_id"), _code.c.code_hash == bindparam("code_hash"))
 _SCOPES = select(_user.c.scopes).where(_user.c.id == bindparam("user_id"))
-_HAS_FACTOR = exists().where(_totp.c.user_id == _user.c.id)
+_HAS_FACTOR = exists().where(_totp.c.user_id == _user.c.id) | exists().where(_passkey.c.user_id == _user.c.id)
 _REFRESH_FLAG = update(_user).where(_user.c.id == bindparam("user_id")).values(mfa_enabled=_HAS_FACTOR)
 
 
@@ -157,27 +159,30 @@ class SecondFactors:
     # Removing
 
     def remove_totp(self, conn: Connection, *, user_id: int, required_scopes: frozenset[str]) -> bool:
-        """Turn the app off (with the recovery codes, which then guard nothing); False if it was
-        not on. Refused for an account whose scopes require a second factor, if it is the last."""
-        if required_scopes:
-            scopes = conn.execute(_SCOPES, {"user_id": user_id}).scalar() or []
-            if required := sorted(required_scopes.intersection(scopes)):
-                raise FactorError(
-                    f"Your permissions ({', '.join(required)}) need a second factor, so the last one cannot be "
-                    "turned off. Ask a super user if you have lost it."
-                )
+        """Turn the app off; False if it was not on. Refused for an account whose scopes require a
+        second factor, if it is the last (see `after_removal`)."""
+        if count_passkeys(conn, user_id=user_id) == 0:
+            refuse_removing_the_last(conn, user_id=user_id, required_scopes=required_scopes)
         removed = conn.execute(_REMOVE_AUTHENTICATOR, {"user_id": user_id}).rowcount == 1
-        conn.execute(_REMOVE_CODES, {"user_id": user_id})
-        _refresh_flag(conn, user_id)
+        after_removal(conn, user_id=user_id)
         return removed
 
     # Recovery codes
 
     def replace_recovery_codes(self, conn: Connection, *, user_id: int, now: datetime) -> list[str]:
         """Ten new codes in place of the old ones; refused without a second factor to recover."""
-        if conn.execute(_AUTHENTICATOR, {"user_id": user_id}).first() is None:
+        if not _has_factor(conn, user_id):
             raise FactorError("Recovery codes stand in for a second factor: turn one on first.")
         return self._replace_codes(conn, user_id=user_id, now=now)
+
+    def first_factor_codes(self, conn: Connection, *, user_id: int, now: datetime) -> list[str] | None:
+        """After a factor was added: ten recovery codes if the account has none yet (its first
+        factor), to be shown once; None if it has some. Sets the account's flag either way."""
+        codes = None
+        if self.codes_left(conn, user_id=user_id) == 0:
+            codes = self._replace_codes(conn, user_id=user_id, now=now)
+        _refresh_flag(conn, user_id)
+        return codes
 
     def _replace_codes(self, conn: Connection, *, user_id: int, now: datetime) -> list[str]:
         conn.execute(_REMOVE_CODES, {"user_id": user_id})
@@ -225,6 +230,7 @@ def remove_all_factors(conn: Connection, *, user_id: int) -> bool:
     """The operator's recovery (`mfa-reset`, a super's button): every factor and recovery code,
     every login waiting for a code, and every session go. True if there was a factor."""
     had = conn.execute(_REMOVE_AUTHENTICATOR, {"user_id": user_id}).rowcount > 0
+    had = remove_all_passkeys(conn, user_id=user_id) or had
     had = conn.execute(_REMOVE_CODES, {"user_id": user_id}).rowcount > 0 or had
     pending.end_for_user(conn, user_id=user_id)
     conn.execute(sessions.END_USER_SESSIONS, {"user_id": user_id})
@@ -234,9 +240,52 @@ def remove_all_factors(conn: Connection, *, user_id: int) -> bool:
 
 def available_methods(conn: Connection, *, user_id: int) -> list[str]:
     """How this account can answer a second step, in the order a page offers them."""
-    if conn.execute(_AUTHENTICATOR, {"user_id": user_id}).first() is None:
-        return []
-    return [TOTP, RECOVERY_CODE]
+    methods = []
+    if count_passkeys(conn, user_id=user_id):
+        methods.append(PASSKEY)
+    if conn.execute(_AUTHENTICATOR, {"user_id": user_id}).first() is not None:
+        methods.append(TOTP)
+    if methods and conn.execute(_CODES_LEFT, {"user_id": user_id}).scalar_one():
+        methods.append(RECOVERY_CODE)
+    return methods
+
+
+def remove_one_passkey(conn: Connection, *, user_id: int, passkey_id: int, required_scopes: frozenset[str]) -> bool:
+    """One of the user's passkeys; False if it is not theirs. Refused (FactorError) if it is the
+    last second factor of an account whose scopes need one."""
+    if conn.execute(_AUTHENTICATOR, {"user_id": user_id}).first() is None and count_passkeys(conn, user_id=user_id) == 1:
+        refuse_removing_the_last(conn, user_id=user_id, required_scopes=required_scopes)
+    removed = remove_passkey(conn, user_id=user_id, passkey_id=passkey_id)
+    after_removal(conn, user_id=user_id)
+    return removed
+
+
+def refuse_removing_the_last(conn: Connection, *, user_id: int, required_scopes: frozenset[str]) -> None:
+    """Raise FactorError if the account's scopes need a second factor (the one about to go is its last)."""
+    if not required_scopes:
+        return
+    scopes = conn.execute(_SCOPES, {"user_id": user_id}).scalar() or []
+    if required := sorted(required_scopes.intersection(scopes)):
+        raise FactorError(
+            f"Your permissions ({', '.join(required)}) need a second factor, so the last one cannot be "
+            "removed. Add another first, or ask a super user if you have lost it."
+        )
+
+
+def after_removal(conn: Connection, *, user_id: int) -> None:
+    """Once a factor went: without any left, the recovery codes go too (they would guard nothing)."""
+    if not _has_factor(conn, user_id):
+        conn.execute(_REMOVE_CODES, {"user_id": user_id})
+    _refresh_flag(conn, user_id)
+
+
+def has_totp(conn: Connection, *, user_id: int) -> bool:
+    return conn.execute(_AUTHENTICATOR, {"user_id": user_id}).first() is not None
+
+
+def _has_factor(conn: Connection, user_id: int) -> bool:
+    return (conn.execute(_AUTHENTICATOR, {"user_id": user_id}).first() is not None
+            or count_passkeys(conn, user_id=user_id) > 0)
 
 
 def _refresh_flag(conn: Connection, user_id: int) -> None:

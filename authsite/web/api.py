@@ -1,12 +1,13 @@
 """The JSON API: log in, log out, who am I. Same sessions and cookie as the pages."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, PlainValidator
 from starlette.responses import JSONResponse, Response
 
 from authsite import guards
+from authsite.factors.passkeys import PasskeyAnswer
 from authsite.events import Kind
 from authsite.guards import CurrentUser
 from authsite.web.audit import audit
@@ -14,7 +15,7 @@ from authsite.web.deps import same_origin_api_call
 from authsite.web.inputs import read_json, require_json
 from authsite.web.confirm import reauthenticate
 from authsite.web.user_auth import (
-    attempt_login, attempt_second_step, end_second_step, has_pending_login, hold_for_second_step, log_out_user,
+    answer_from, attempt_login, attempt_second_step, end_second_step, has_pending_login, hold_for_second_step, log_out_user,
     renew_session_cookie, set_session, too_many_attempts,
 )
 
@@ -22,6 +23,7 @@ FAILED_LOGIN_MESSAGE = "Wrong username or password."
 NO_PENDING_LOGIN = "No login is waiting for a code (it lasts five minutes). Log in again."
 WRONG_CODE = "That code is not right."
 TOO_MANY_CODES = "Too many wrong codes. Log in again."
+PASSKEY_REFUSED = "That passkey was not accepted."
 
 
 def _any_text(value: object) -> str:
@@ -47,12 +49,19 @@ class EmptyIn(BaseModel):
 
 
 class CodeIn(BaseModel):
-    code: AnyText
+    """A code, or a passkey's answer (`credential`, from `navigator.credentials.get()` with the
+    options of /api/auth/passkey/options)."""
+
+    code: AnyText = ""
+    credential: dict[str, Any] | None = None
 
 
 class ConfirmIn(BaseModel):
-    password: AnyText
+    """The password (and a code, for an account with a second factor), or a passkey's answer alone."""
+
+    password: AnyText = ""
     code: AnyText = ""
+    credential: dict[str, Any] | None = None
 
 
 class SecondStepOut(BaseModel):
@@ -134,6 +143,9 @@ def api_router(site) -> APIRouter:
     router = APIRouter(prefix="/api")
     state_changing = [Depends(same_origin_api_call)]
 
+    def passkey_answer(request: Request, credential: dict | None) -> PasskeyAnswer | None:
+        return answer_from(site, request, credential) if credential is not None and site.passkeys.available else None
+
     @router.post("/auth/login", dependencies=state_changing, openapi_extra=_json_body(LoginIn),
                  responses={200: {"model": LoginOut, "description": "Logged in; the session cookie is set."},
                             202: {"model": SecondStepOut, "description": (
@@ -167,10 +179,11 @@ def api_router(site) -> APIRouter:
                             })})
     async def api_second_step(request: Request) -> Response:
         body = await read_json(request, CodeIn)
-        if not has_pending_login(site, request) or not body.code.strip():
+        passkey = passkey_answer(request, body.credential)
+        if not has_pending_login(site, request) or not (body.code.strip() or passkey):
             detail = NO_PENDING_LOGIN if not has_pending_login(site, request) else WRONG_CODE
             return JSONResponse({"detail": detail}, status_code=401)
-        result = await attempt_second_step(site, request, body.code.strip(), via="api")
+        result = await attempt_second_step(site, request, body.code.strip(), via="api", passkey=passkey)
         if result.gone or result.ended:
             detail = NO_PENDING_LOGIN if result.gone else TOO_MANY_CODES
             response = JSONResponse({"detail": detail}, status_code=401 if result.gone else 429)
@@ -180,7 +193,7 @@ def api_router(site) -> APIRouter:
             return JSONResponse({"detail": too_many_attempts(result.retry_after)}, status_code=429,
                                 headers={"retry-after": str(result.retry_after)})
         if result.user is None:
-            return JSONResponse({"detail": WRONG_CODE}, status_code=401)
+            return JSONResponse({"detail": PASSKEY_REFUSED if passkey else WRONG_CODE}, status_code=401)
         response = JSONResponse({"user": user_json(result.user)})
         set_session(site, request, response, result.token, user_id=result.user.id, remember=result.remember)
         end_second_step(site, request, response)
@@ -197,7 +210,8 @@ def api_router(site) -> APIRouter:
                             })})
     async def api_confirm(request: Request) -> Response:
         body = await read_json(request, ConfirmIn)
-        outcome = await reauthenticate(site, request, password=body.password, code=body.code.strip(), via="api")
+        outcome = await reauthenticate(site, request, password=body.password, code=body.code.strip(), via="api",
+                                       passkey=passkey_answer(request, body.credential))
         if outcome.retry_after is not None:
             return JSONResponse({"detail": too_many_attempts(outcome.retry_after)}, status_code=429,
                                 headers={"retry-after": str(outcome.retry_after)})

@@ -1,5 +1,6 @@
 """Confirming who you are before a sensitive change (sudo mode): password, and code if you have one."""
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -8,14 +9,16 @@ from starlette.responses import RedirectResponse, Response
 from authsite import accounts, guards
 from authsite.errors import NotLoggedIn
 from authsite.events import Kind
-from authsite.factors.second_factors import RECOVERY_CODE
+from authsite.factors.passkeys import PasskeyAnswer, count_passkeys
+from authsite.factors.second_factors import RECOVERY_CODE, has_totp
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.notices import Notice, codes_left_sentence
 from authsite.reauthentication import IdentityCheck, Reauthenticated, confirm_identity
 from authsite.redirects import safe_next
 from authsite.web.audit import audit, notify
 from authsite.web.inputs import client_ip
-from authsite.web.user_auth import renew_session_cookie, too_many_attempts
+
+from authsite.web.user_auth import answer_from, forget_challenge, renew_session_cookie, too_many_attempts, warn_of_clone
 
 DEFAULT_NEXT = "/account"
 
@@ -28,31 +31,40 @@ def confirm_router(site) -> APIRouter:
 
     @router.get("/confirm")
     async def confirm_page(request: Request, next: str = DEFAULT_NEXT) -> Response:
-        return _form(request, safe_next(next, DEFAULT_NEXT))
+        return await _form(request, safe_next(next, DEFAULT_NEXT))
 
     @router.post("/confirm")
     async def confirm(request: Request, form: Form) -> Response:
         next_path = safe_next(form.get("next"), DEFAULT_NEXT)
+        credential = form.get("credential", "")
+        passkey = answer_from(site, request, credential) if credential and site.passkeys.available else None
         outcome = await reauthenticate(site, request, password=form.get("password", ""), code=form.get("code", ""),
-                                       via="confirm")
+                                       via="confirm", passkey=passkey)
         if outcome.retry_after is not None:
-            page = _form(request, next_path, errors={"form": too_many_attempts(outcome.retry_after)}, status_code=429)
+            page = await _form(request, next_path, errors={"form": too_many_attempts(outcome.retry_after)}, status_code=429)
             page.headers["retry-after"] = str(outcome.retry_after)
             return page
         if not outcome.confirmed:
-            return _form(request, next_path, errors=outcome.errors, status_code=401)
+            return await _form(request, next_path, errors=outcome.errors, status_code=401)
         response = RedirectResponse(next_path, status_code=303)
         renew_session_cookie(site, request, response, outcome.token)
+        if passkey:
+            forget_challenge(site, request, response)
         return response
 
-    def _form(request: Request, next_path: str, *, errors=None, status_code: int = 200) -> Response:
-        context = {"next": next_path, "errors": errors or {}, "needs_code": request.user.has_second_factor}
+    async def _form(request: Request, next_path: str, *, errors=None, status_code: int = 200) -> Response:
+        has_passkeys = site.passkeys.available and await site.database.run(
+            partial(count_passkeys, user_id=request.user.id)) > 0
+        context = {"next": next_path, "errors": errors or {}, "has_passkeys": has_passkeys,
+                   "needs_code": request.user.has_second_factor,
+                   "has_totp": await site.database.run(partial(has_totp, user_id=request.user.id))}
         return site.pages.render(request, "confirm.html", context, status_code=status_code)
 
     return router
 
 
-async def reauthenticate(site, request: Request, *, password: str, code: str, via: str) -> Reauthenticated:
+async def reauthenticate(site, request: Request, *, password: str, code: str, via: str,
+                         passkey: PasskeyAnswer | None = None) -> Reauthenticated:
     """Both doors' confirmation: checked, the sudo window restarted, audited, notices mailed."""
     async with site.database.sessionmaker() as db:
         user = await accounts.get_user_by_id(db, request.user.id)
@@ -62,8 +74,10 @@ async def reauthenticate(site, request: Request, *, password: str, code: str, vi
                                      check=IdentityCheck(
                                          user=user, session_id=request.scope[SESSION_SCOPE_KEY].id, password=password,
                                          code=code, ip=client_ip(request), user_agent=request.headers.get("user-agent"),
-                                         via=via,
+                                         via=via, passkey=passkey,
                                      ))
+    if outcome.clone_suspected:
+        await warn_of_clone(site, request, user=user)
     if outcome.confirmed:
         await audit(site, request, Kind.REAUTHENTICATED, user_id=user.id, **({"factor": outcome.method} if outcome.method else {}))
         if outcome.method == RECOVERY_CODE:

@@ -1,4 +1,4 @@
-"""The second step of a login: the code from an authenticator app, or a recovery code."""
+"""The second step of a login: a passkey, the code from an authenticator app, or a recovery code."""
 
 from typing import Annotated
 
@@ -7,8 +7,10 @@ from starlette.responses import RedirectResponse, Response
 
 from authsite import flash, guards
 from authsite.redirects import safe_next
-from authsite.web.user_auth import attempt_second_step, end_second_step, has_pending_login, set_session, too_many_attempts
 
+from authsite.web.user_auth import answer_from, forget_challenge, attempt_second_step, end_second_step, has_pending_login, set_session, too_many_attempts
+
+PASSKEY_REFUSED = "That passkey was not accepted. Use a passkey of this account, or type a code."
 WRONG_CODE = "That code is not right. Type the code your authenticator app shows now, or a recovery code."
 CODE_MISSING = "Enter the code from your authenticator app, or a recovery code."
 
@@ -35,10 +37,11 @@ def mfa_router(site) -> APIRouter:
         next_path = safe_next(form.get("next"))
         if not has_pending_login(site, request):
             return RedirectResponse("/auth/login", status_code=303)
-        code = form.get("code", "").strip()
-        if not code:
+        code, credential = form.get("code", "").strip(), form.get("credential", "")
+        if not code and not credential:
             return _form(request, next_path, errors={"code": CODE_MISSING}, status_code=400)
-        result = await attempt_second_step(site, request, code, via="form")
+        passkey = answer_from(site, request, credential) if credential else None
+        result = await attempt_second_step(site, request, code, via="form", passkey=passkey)
         if result.gone:
             return back_to_login(request, "login_expired")
         if result.ended:
@@ -48,7 +51,8 @@ def mfa_router(site) -> APIRouter:
             page.headers["retry-after"] = str(result.retry_after)
             return page
         if result.user is None:
-            return _form(request, next_path, errors={"code": WRONG_CODE}, status_code=401)
+            wrong = {"form": PASSKEY_REFUSED} if passkey else {"code": WRONG_CODE}
+            return _form(request, next_path, errors=wrong, status_code=401)
         if result.codes_left is not None:
             response = flash.redirect_with_flash(next_path, "recovery_code_used", conn=request,
                                                  cookie_secure=site.settings.cookie_secure)
@@ -56,6 +60,8 @@ def mfa_router(site) -> APIRouter:
             response = RedirectResponse(next_path, status_code=303)
         set_session(site, request, response, result.token, user_id=result.user.id, remember=result.remember)
         end_second_step(site, request, response)
+        if passkey:
+            forget_challenge(site, request, response)
         return response
 
     def _form(request: Request, next_path: str, *, errors=None, status_code: int = 200) -> Response:

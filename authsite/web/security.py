@@ -1,4 +1,4 @@
-"""The security page: turning an authenticator app on and off, and recovery codes."""
+"""The security page: turning an authenticator app on and off, adding and removing passkeys, recovery codes."""
 
 from functools import partial
 from typing import Annotated
@@ -15,7 +15,10 @@ from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import utcnow
 from authsite.notices import Notice
 from authsite.web.audit import audit, notify
+from authsite.factors.passkeys import PasskeyRefused, list_passkeys
 from authsite.web.deps import sudo_form
+from authsite.web.passkeys import NO_CREDENTIAL, PasskeyId, register_passkey, remove_own_passkey
+from authsite.web.user_auth import forget_challenge
 
 SECURITY_PATH = "/account/security"
 WRONG_SETUP_CODE = (
@@ -93,14 +96,49 @@ def security_router(site) -> APIRouter:
         notify(site, request, Notice.RECOVERY_CODES_REPLACED)
         return _codes_page(request, codes, first=False)
 
+    @router.post("/passkeys")
+    async def add_passkey(request: Request, form: SudoForm) -> Response:
+        credential = form.get("credential", "")
+        if not site.passkeys.available:
+            return await _page(request, error=site.passkeys.rp.unavailable, status_code=404)
+        if not credential:
+            return await _page(request, error=NO_CREDENTIAL.split(";")[0] + ".", status_code=400)
+        try:
+            passkey, codes = await register_passkey(site, request, credential, form.get("name", ""))
+        except PasskeyRefused as exc:
+            page = await _page(request, error=str(exc), status_code=400)
+            forget_challenge(site, request, page)
+            return page
+        if codes:
+            page = _codes_page(request, codes, first=True)
+        else:
+            page = flash.redirect_with_flash(SECURITY_PATH, "passkey_added", conn=request,
+                                             cookie_secure=site.settings.cookie_secure)
+        forget_challenge(site, request, page)
+        return page
+
+    @router.post("/passkeys/{passkey_id}/delete")
+    async def delete_passkey(request: Request, passkey_id: PasskeyId, form: SudoForm) -> Response:
+        try:
+            removed = await remove_own_passkey(site, request, passkey_id)
+        except FactorError as exc:
+            return await _page(request, error=str(exc), status_code=409)
+        if not removed:
+            return await _page(request, error="There is no such passkey on your account.", status_code=404)
+        return flash.redirect_with_flash(SECURITY_PATH, "passkey_removed", conn=request,
+                                         cookie_secure=site.settings.cookie_secure)
+
     async def _summary(request: Request):
         return await site.database.run(partial(site.factors.summary, user_id=request.user.id))
 
     async def _page(request: Request, *, error: str | None = None, status_code: int = 200) -> Response:
         summary = await _summary(request)
+        passkeys = await site.database.run(partial(list_passkeys, user_id=request.user.id))
         required = sorted(site.settings.mfa_required.intersection(request.user.scopes))
-        context = {"summary": summary, "error": error, "required_by": required,
-                   "few_left": summary.has_totp and summary.recovery_codes_left <= recovery_codes.FEW_LEFT}
+        has_factor = summary.has_totp or bool(passkeys)
+        context = {"summary": summary, "error": error, "required_by": required, "passkeys": passkeys,
+                   "has_factor": has_factor, "passkeys_unavailable": site.passkeys.rp.unavailable,
+                   "few_left": has_factor and summary.recovery_codes_left <= recovery_codes.FEW_LEFT}
         return site.pages.render(request, "security.html", context, status_code=status_code)
 
     def _setup_page(request: Request, setup, *, errors=None, notice=None, status_code: int = 200) -> Response:

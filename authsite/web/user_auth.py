@@ -1,12 +1,15 @@
 """Logging a browser in and out: the login (authsite/logins.py) and the session cookie."""
 
 from datetime import datetime
+from typing import Any
 from functools import partial
 
 from fastapi import Request
 from starlette.responses import Response
 
 from authsite import cookies, sessions
+from authsite.events import Kind
+from authsite.factors.passkeys import PasskeyAnswer
 from authsite.factors.second_factors import RECOVERY_CODE
 from authsite.logins import PENDING_LOGIN_LIFETIME, LoginRequest, LoginResult
 from authsite.middleware import SESSION_SCOPE_KEY
@@ -24,7 +27,7 @@ async def attempt_login(site, request: Request, username: str, password: str, *,
     current = request.scope.get(SESSION_SCOPE_KEY)
     result = await site.logins.log_in(LoginRequest(
         username=username, password=password, remember=remember, ip=client_ip(request),
-        user_agent=request.headers.get("user-agent"), via=via, known_device=_known_device(site, request),
+        user_agent=request.headers.get("user-agent"), via=via, known_device=known_device(site, request),
         # Always a brand-new token, and the browser's old session ends: a token known before
         # login (planted by an attacker, say) must never become an authenticated session.
         replaces=current.token_hash if current is not None else None,
@@ -45,12 +48,17 @@ def has_pending_login(site, request: Request) -> bool:
     return bool(request.cookies.get(_pending_cookie(site, request)))
 
 
-async def attempt_second_step(site, request: Request, code: str, *, via: str) -> SecondStepResult:
-    """The code typed for the pending login this browser holds; mails the notices a success calls for."""
+async def attempt_second_step(site, request: Request, code: str, *, via: str,
+                              passkey: PasskeyAnswer | None = None) -> SecondStepResult:
+    """The code typed (or the passkey used) for the pending login this browser holds; mails the
+    notices a success calls for."""
     result = await site.second_step.finish_login(CodeAttempt(
         code=code, ip=client_ip(request), user_agent=request.headers.get("user-agent"), via=via,
-        token=request.cookies.get(_pending_cookie(site, request)), known_device=_known_device(site, request),
+        token=request.cookies.get(_pending_cookie(site, request)), known_device=known_device(site, request),
+        passkey=passkey,
     ))
+    if result.clone_of is not None:
+        await warn_of_clone(site, request, user=result.clone_of)
     if result.user is not None:
         if result.method == RECOVERY_CODE:
             notify(site, request, Notice.RECOVERY_CODE_USED, user=result.user,
@@ -60,11 +68,28 @@ async def attempt_second_step(site, request: Request, code: str, *, via: str) ->
     return result
 
 
+async def warn_of_clone(site, request: Request, *, user) -> None:
+    """A passkey whose counter went back was refused: recorded, and its owner told."""
+    await site.audit.record(Kind.PASSKEY_CLONE_SUSPECTED, user_id=user.id, ip=client_ip(request),
+                            user_agent=request.headers.get("user-agent"))
+    notify(site, request, Notice.PASSKEY_CLONED, user=user)
+
+
+def answer_from(site, request: Request, credential: Any) -> PasskeyAnswer:
+    """A passkey's answer, with the challenge this browser was given (from its cookie)."""
+    name = cookies.passkey_challenge_cookie_name(cookies.is_secure(request.scope, site.settings.cookie_secure))
+    return PasskeyAnswer(credential=credential, sealed_challenge=request.cookies.get(name))
+
+
+def forget_challenge(site, request: Request, response: Response) -> None:
+    cookies.clear_passkey_challenge_cookie(response, secure=cookies.is_secure(request.scope, site.settings.cookie_secure))
+
+
 def end_second_step(site, request: Request, response: Response) -> None:
     cookies.clear_pending_login_cookie(response, secure=cookies.is_secure(request.scope, site.settings.cookie_secure))
 
 
-def _known_device(site, request: Request) -> tuple[tuple[int, str], ...]:
+def known_device(site, request: Request) -> tuple[tuple[int, str], ...]:
     return tuple(site.devices.accounts(request.cookies.get(_device_cookie(site, request))).items())
 
 

@@ -49,7 +49,7 @@ def test_set_up_log_in_with_a_code_then_a_recovery_code_then_turn_it_off(page, n
     page.goto("/account/security")
     expect(page.locator("main")).to_contain_text("9 unused recovery codes left")
     submit(page, page.get_by_role("button", name="Turn off the authenticator app"))
-    expect(notice(page)).to_have_text("The authenticator app is off. Logging in now needs only your password.")
+    expect(notice(page)).to_have_text("The authenticator app is off.")
     log_out(page)
     log_in(page, user)
     expect_logged_in_as(page, user.username)
