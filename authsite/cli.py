@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     set_scopes_cmd.set_defaults(handler=set_scopes)
 
     mfa = commands.add_parser(
-        "mfa-reset", help="remove a user's second factors (authenticator app, recovery codes) and end their sessions"
+        "mfa-reset", help="remove a user's second factors (authenticator app, passkeys, recovery codes) and end their sessions"
     )
     mfa.add_argument("name")
     mfa.set_defaults(handler=mfa_reset)

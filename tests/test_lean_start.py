@@ -1,6 +1,6 @@
 """A worker loads what it needs when it needs it: Alembic only when a migration is due, zxcvbn's
-word lists only when a password is set, the second factors' libraries (cryptography, pyotp, segno:
-about 10 MB together) only when a code or secret is handled (issue 6's memory target, bench/RESULTS.md)."""
+word lists only when a password is set, the second factors' libraries (cryptography, pyotp, segno,
+webauthn: about 10 MB together) only when a code or secret is handled (issue 6's memory target, bench/RESULTS.md)."""
 
 import subprocess
 import sys
@@ -24,7 +24,7 @@ START_AND_REPORT = textwrap.dedent(
 
     asyncio.run(start_and_stop())
     loaded = {name.split(".")[0] for name in sys.modules}
-    print(" ".join(sorted(loaded & {"alembic", "zxcvbn", "cryptography", "pyotp", "segno"})))
+    print(" ".join(sorted(loaded & {"alembic", "zxcvbn", "cryptography", "pyotp", "segno", "webauthn", "cbor2"})))
     """
 )
 
@@ -56,7 +56,7 @@ def test_a_worker_that_has_set_no_password_has_not_loaded_zxcvbn(start_a_worker)
 
 
 def test_a_worker_that_has_met_no_second_factor_has_not_loaded_their_libraries(start_a_worker):
-    assert start_a_worker().isdisjoint({"cryptography", "pyotp", "segno"})
+    assert start_a_worker().isdisjoint({"cryptography", "pyotp", "segno", "webauthn", "cbor2"})
 
 
 def test_the_strength_check_still_refuses_a_common_password(client):

@@ -482,3 +482,75 @@ def test_a_site_on_an_ip_address_offers_no_passkeys_and_says_why(make_settings):
         assert "Add a passkey" not in security
         assert client.post("/api/auth/passkey/options", json={}).status_code == 404
         assert "passkeys.js" not in login_page.text
+
+
+# What admins and the API see
+
+
+def test_the_admin_list_and_page_show_a_users_passkeys(client, make_user, app):
+    make_user("root", scopes=("authenticated", "super"))
+    make_user("alice")
+    alice = another_browser(app, client)
+    log_in(alice)
+    add_passkey(alice, SoftPasskey(origin=BASE_URL))
+    log_in(client, "root")
+
+    listing = client.get("/admin/users").text
+    alice_id = alice.get("/api/me").json()["id"]
+    page = client.get(f"/admin/users/{alice_id}").text
+
+    assert "1 passkey" in listing
+    assert "1 passkey" in page and "Remove second factors" in page
+
+
+def test_mfa_reset_removes_passkeys_too(client, user, device, run_db, run_cli):
+    log_in(client)
+    add_passkey(client, device)
+
+    result = run_cli("mfa-reset", "alice")
+
+    assert result.returncode == 0, result.stderr
+    assert rows(run_db, Passkey) == [] and rows(run_db, RecoveryCode) == []
+    assert not rows(run_db, User)[0].mfa_enabled
+
+
+def test_the_openapi_document_describes_both_ceremonies(client):
+    paths = client.get("/openapi.json").json()["paths"]
+
+    for path in ("/api/auth/passkey/options", "/api/auth/passkey", "/api/account/passkeys/options",
+                 "/api/account/passkeys"):
+        assert "post" in paths[path], path
+    assert "credential" in str(paths["/api/auth/passkey"]["post"]["requestBody"])
+
+
+@pytest.mark.parametrize("credential", ["not json", "[]", '{"id": 5}', '{"id": "' + "A" * 2000 + '"}',
+                                        '{"id": "x", "response": "y"}', "{" * 5000])
+def test_a_malformed_answer_is_a_plain_refusal(alice_with_passkey, credential):
+    page = alice_with_passkey.get("/auth/login").text
+    options(alice_with_passkey)
+
+    response = alice_with_passkey.post("/auth/passkey", data={"csrf_token": csrf_from(page), "credential": credential})
+
+    assert response.status_code == 401
+    assert "That passkey was not accepted" in response.text
+
+
+@pytest.mark.parametrize("body", [{"credential": "text"}, {"credential": {"id": ["a"]}}, {}])
+def test_a_malformed_api_answer_gets_a_4xx(alice_with_passkey, body):
+    options(alice_with_passkey)
+
+    response = alice_with_passkey.post("/api/auth/passkey", json=body)
+
+    assert response.status_code in (401, 422)
+
+
+def test_a_malformed_registration_is_refused_with_a_message(logged_in_client, run_db):
+    page = logged_in_client.get("/account/security").text
+    options(logged_in_client, "/api/account/passkeys/options")
+
+    response = logged_in_client.post("/account/security/passkeys", data={
+        "csrf_token": csrf_from(page), "credential": '{"id": "abc", "response": {"attestationObject": "!!"}}',
+    })
+
+    assert response.status_code == 400
+    assert "could not be checked" in response.text

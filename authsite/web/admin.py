@@ -8,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 
 from authsite import accounts, events, flash, guards, resets, sessions, user_admin
 from authsite.events import Kind
-from authsite.factors.second_factors import remove_all_factors
+from authsite.factors.second_factors import factors_of, remove_all_factors
 from authsite.headers import no_referrer_path
 from authsite.models import User
 from authsite.notices import Notice
@@ -37,7 +37,8 @@ def admin_router(site) -> APIRouter:
     async def users_page(request: Request, q: str = "", after: str | None = None) -> Response:
         async with site.database.sessionmaker() as db:
             page = await user_admin.search_users(db=db, query=q[:254], after=after)
-        return site.pages.render(request, "admin_users.html", {"page": page, "q": q[:254]})
+        factors = await site.database.run(partial(factors_of, user_ids=[u.id for u in page.users]))
+        return site.pages.render(request, "admin_users.html", {"page": page, "q": q[:254], "factors": factors})
 
     def back_to_user(request: Request, user_id: int, notice: str) -> Response:
         return flash.redirect_with_flash(

@@ -147,14 +147,27 @@ class Watch:
 
 @pytest.fixture(scope="session")
 def live_site(tmp_path_factory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("e2e-site")
+    yield from _serve(tmp_path_factory.mktemp("e2e-site"), host_name="127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def passkey_site(tmp_path_factory) -> Iterator[Site]:
+    """A second site, reached as http://localhost:PORT: browsers offer passkeys only on a host
+    name (https, or localhost), so this one has them, and live_site (an IP address) has none."""
+    yield from _serve(tmp_path_factory.mktemp("e2e-passkey-site"), host_name="localhost")
+
+
+def _serve(root: Path, *, host_name: str) -> Iterator[Site]:
+    """`python run.py` in `root` on a free loopback port, its base URL on `host_name`, until the run ends."""
     data_dir = root / "data"
     port = free_port()
+    url = f"http://{host_name}:{port}"
     env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
     env |= {
         "AUTHSITE_DATA_DIR": str(data_dir),
         "AUTHSITE_HOST": "127.0.0.1",
         "AUTHSITE_PORT": str(port),
+        "AUTHSITE_BASE_URL": url,
         "AUTHSITE_SECRET_KEY": "e2e-" + "k" * 60,
         "AUTHSITE_LOG_LEVEL": "warning",
         "AUTHSITE_LOGIN_MAX_FAILURES": "1000",
@@ -167,7 +180,6 @@ def live_site(tmp_path_factory) -> Iterator[Site]:
     log = (root / "server.log").open("w")
     server = subprocess.Popen([sys.executable, str(RUN_PY)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        url = f"http://127.0.0.1:{port}"
         _wait_until_serving(server, url, root / "server.log")
         yield Site(url=url, data_dir=data_dir, env=env)
     finally:
