@@ -217,7 +217,7 @@ def test_a_passkey_login_skips_the_second_step_for_an_account_with_an_app(client
 def test_the_api_signs_in_with_a_passkey(alice_with_passkey, device):
     credential = device.get(options(alice_with_passkey))
 
-    response = alice_with_passkey.post("/api/auth/passkey", json={"credential": credential})
+    response = alice_with_passkey.post("/api/auth/passkey/verify", json={"credential": credential})
 
     assert response.status_code == 200
     assert response.json()["user"]["username"] == "alice"
@@ -269,7 +269,7 @@ def test_an_answer_to_another_browsers_challenge_is_refused(alice_with_passkey, 
     elsewhere = another_browser(app, client)
     options(elsewhere)
 
-    response = elsewhere.post("/api/auth/passkey", json={"credential": device.get(theirs)})
+    response = elsewhere.post("/api/auth/passkey/verify", json={"credential": device.get(theirs)})
 
     assert response.status_code == 401
 
@@ -281,7 +281,7 @@ def test_a_challenge_older_than_five_minutes_is_refused(alice_with_passkey, devi
     later = time.time() + 5 * 60 + 1
     monkeypatch.setattr(time, "time", lambda: later)
 
-    response = alice_with_passkey.post("/api/auth/passkey", json={"credential": device.get(asked)})
+    response = alice_with_passkey.post("/api/auth/passkey/verify", json={"credential": device.get(asked)})
 
     assert response.status_code == 401
 
@@ -290,7 +290,7 @@ def test_an_unknown_passkey_is_refused_and_counted(client, user):
     stranger = SoftPasskey(origin=BASE_URL)
     stranger.rp_id, stranger.user_handle = "localhost", b"nobody"
 
-    response = client.post("/api/auth/passkey", json={"credential": stranger.get(options(client))})
+    response = client.post("/api/auth/passkey/verify", json={"credential": stranger.get(options(client))})
 
     assert response.status_code == 401
 
@@ -315,10 +315,10 @@ def test_failed_passkey_answers_count_toward_the_login_limits(make_settings, tmp
         add_passkey(client, device)
         client.post("/api/auth/logout")
         statuses = [
-            client.post("/api/auth/passkey", json={"credential": device.get(options(client), verified=False)}).status_code
+            client.post("/api/auth/passkey/verify", json={"credential": device.get(options(client), verified=False)}).status_code
             for _ in range(3)
         ]
-        right = client.post("/api/auth/passkey", json={"credential": device.get(options(client))})
+        right = client.post("/api/auth/passkey/verify", json={"credential": device.get(options(client))})
 
     assert statuses == [401, 401, 429]
     assert right.status_code == 429
@@ -517,10 +517,10 @@ def test_mfa_reset_removes_passkeys_too(client, user, device, run_db, run_cli):
 def test_the_openapi_document_describes_both_ceremonies(client):
     paths = client.get("/openapi.json").json()["paths"]
 
-    for path in ("/api/auth/passkey/options", "/api/auth/passkey", "/api/account/passkeys/options",
-                 "/api/account/passkeys"):
+    for path in ("/api/auth/passkey/options", "/api/auth/passkey/verify", "/api/account/passkeys/options",
+                 "/api/account/passkeys/verify"):
         assert "post" in paths[path], path
-    assert "credential" in str(paths["/api/auth/passkey"]["post"]["requestBody"])
+    assert "credential" in str(paths["/api/auth/passkey/verify"]["post"]["requestBody"])
 
 
 @pytest.mark.parametrize("credential", ["not json", "[]", '{"id": 5}', '{"id": "' + "A" * 2000 + '"}',
@@ -539,7 +539,7 @@ def test_a_malformed_answer_is_a_plain_refusal(alice_with_passkey, credential):
 def test_a_malformed_api_answer_gets_a_4xx(alice_with_passkey, body):
     options(alice_with_passkey)
 
-    response = alice_with_passkey.post("/api/auth/passkey", json=body)
+    response = alice_with_passkey.post("/api/auth/passkey/verify", json=body)
 
     assert response.status_code in (401, 422)
 

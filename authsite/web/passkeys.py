@@ -217,7 +217,7 @@ def passkey_api_router(site) -> APIRouter:
         options, sealed = site.passkeys.authentication_options()
         return _options_response(site, request, options, sealed)
 
-    @router.post("/auth/passkey", dependencies=state_changing, openapi_extra=_json_body(PasskeyLoginIn),
+    @router.post("/auth/passkey/verify", dependencies=state_changing, openapi_extra=_json_body(PasskeyLoginIn),
                  response_model=None,
                  responses={200: {"model": LoginOut, "description": "Logged in; the session cookie is set."},
                             **with_off(answers(400, 401, 403, 413, 415, 422, 429, 503, reworded={
@@ -265,7 +265,7 @@ def passkey_api_router(site) -> APIRouter:
         ))
         return _options_response(site, request, options, sealed)
 
-    @router.post("/account/passkeys", status_code=201, dependencies=[*state_changing, Depends(guards.signed_in)],
+    @router.post("/account/passkeys/verify", status_code=201, dependencies=[*state_changing, Depends(guards.signed_in)],
                  openapi_extra=_json_body(NewPasskeyIn), response_model=None,
                  responses={201: {"model": NewPasskeyOut, "description": (
                      "Added. `recovery_codes`: ten new codes, shown this once, when this is the account's "
@@ -288,7 +288,7 @@ def passkey_api_router(site) -> APIRouter:
         forget_challenge(site, request, response)
         return response
 
-    @router.delete("/account/passkeys/{passkey_id}", status_code=204,
+    @router.delete("/account/passkeys/{passkey_id:int}", status_code=204,
                    dependencies=[*state_changing, Depends(guards.signed_in)], response_model=None,
                    responses={204: {"description": "Removed."},
                               **answers(401, 403, 503, reworded={

@@ -117,7 +117,7 @@ def security_router(site) -> APIRouter:
         forget_challenge(site, request, page)
         return page
 
-    @router.post("/passkeys/{passkey_id}/delete")
+    @router.post("/passkeys/{passkey_id:int}/delete")
     async def delete_passkey(request: Request, passkey_id: PasskeyId, form: SudoForm) -> Response:
         try:
             removed = await remove_own_passkey(site, request, passkey_id)
