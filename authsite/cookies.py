@@ -116,14 +116,11 @@ def pending_login_cookie_name(secure: bool) -> str:
 
 
 def set_pending_login_cookie(response: Response, token: str, *, secure: bool, max_age: int) -> None:
-    response.set_cookie(
-        pending_login_cookie_name(secure), token, max_age=max_age, path="/", secure=secure, httponly=True,
-        samesite="strict",
-    )
+    _set_step_cookie(response, pending_login_cookie_name(secure), token, secure=secure, max_age=max_age)
 
 
 def clear_pending_login_cookie(response: Response, *, secure: bool) -> None:
-    response.delete_cookie(pending_login_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="strict")
+    _clear_step_cookie(response, pending_login_cookie_name(secure), secure=secure)
 
 
 # A passkey ceremony's challenge (authsite/factors/passkeys.py), sealed, for five minutes: the
@@ -137,12 +134,18 @@ def passkey_challenge_cookie_name(secure: bool) -> str:
 
 
 def set_passkey_challenge_cookie(response: Response, sealed: str, *, secure: bool, max_age: int) -> None:
-    response.set_cookie(
-        passkey_challenge_cookie_name(secure), sealed, max_age=max_age, path="/", secure=secure, httponly=True,
-        samesite="strict",
-    )
+    _set_step_cookie(response, passkey_challenge_cookie_name(secure), sealed, secure=secure, max_age=max_age)
 
 
 def clear_passkey_challenge_cookie(response: Response, *, secure: bool) -> None:
-    response.delete_cookie(passkey_challenge_cookie_name(secure), path="/", secure=secure, httponly=True,
-                           samesite="strict")
+    _clear_step_cookie(response, passkey_challenge_cookie_name(secure), secure=secure)
+
+
+# The cookies of a step half-way through (a pending login, a passkey challenge): HttpOnly, for the
+# whole site, only ever sent by the site's own pages (SameSite=Strict), for a few minutes.
+def _set_step_cookie(response: Response, name: str, value: str, *, secure: bool, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", secure=secure, httponly=True, samesite="strict")
+
+
+def _clear_step_cookie(response: Response, name: str, *, secure: bool) -> None:
+    response.delete_cookie(name, path="/", secure=secure, httponly=True, samesite="strict")

@@ -554,3 +554,14 @@ def test_a_malformed_registration_is_refused_with_a_message(logged_in_client, ru
 
     assert response.status_code == 400
     assert "could not be checked" in response.text
+
+
+def test_a_passkey_marked_as_copied_stays_refused_even_when_its_counter_moves_on(alice_with_passkey, device):
+    twin = device.copy()
+    assert sign_in(alice_with_passkey, device).status_code == 303
+    alice_with_passkey.post("/api/auth/logout")
+    assert sign_in(alice_with_passkey, twin).status_code == 401  # marked here
+    twin.sign_count += 100  # a copy can claim any count
+
+    assert sign_in(alice_with_passkey, twin).status_code == 401
+    assert sign_in(alice_with_passkey, device).status_code == 401

@@ -26,6 +26,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -42,8 +43,11 @@ CHALLENGE_BYTES = 32
 CHALLENGE_SECONDS = 5 * 60
 CEREMONY_TIMEOUT_MS = CHALLENGE_SECONDS * 1000
 NAME_MAX = 64
+MAX_CREDENTIAL_ID_BYTES = 1023  # WebAuthn, 5.1 (its base64url fits the 1400 characters of the column)
 MAX_CREDENTIAL_CHARS = 16_384  # far above any real credential; the body limit caps it anyway
 PASSKEY = "passkey"
+# The transports WebAuthn names (AuthenticatorTransport); anything else a browser sends is dropped.
+TRANSPORTS = frozenset({"usb", "nfc", "ble", "internal", "hybrid", "smart-card"})
 
 _key = Passkey.__table__
 _used = UsedChallenge.__table__
@@ -204,6 +208,7 @@ class Passkeys:
         """Check the browser's answer to `registration_options` and keep the new passkey. Raises
         PasskeyRefused. The caller commits."""
         from webauthn import verify_registration_response
+        from webauthn.helpers import decode_credential_public_key, decoded_public_key_to_cryptography
         from webauthn.helpers.exceptions import WebAuthnException
 
         opened = self._challenges.open_for(sealed_challenge, context=_creation_context(user_id, bound_to))
@@ -217,7 +222,12 @@ class Passkeys:
                 credential=credential, expected_challenge=_unb64(opened["challenge"]), expected_rp_id=self.rp.id,
                 expected_origin=self.rp.origin, require_user_verification=True,
             )
-        except (WebAuthnException, ValueError, KeyError, TypeError, binascii.Error) as exc:
+            # WebAuthn 7.1 step 24: no longer than 1023 bytes. And "none" attestation vouches for
+            # nothing: the key must be one a signature can be checked with.
+            if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
+                raise ValueError("credential id too long")
+            decoded_public_key_to_cryptography(decode_credential_public_key(verified.credential_public_key))
+        except (WebAuthnException, ValueError, KeyError, TypeError, IndexError, binascii.Error) as exc:
             raise PasskeyRefused("The browser's answer could not be checked, so no passkey was added. "
                                  "Try again; if it keeps failing, try another browser or device.") from exc
         transports = credential.get("response", {}).get("transports") or []
@@ -226,7 +236,7 @@ class Passkeys:
                 "user_id": user_id, "credential_id": _b64(verified.credential_id),
                 "user_handle": opened["handle"], "public_key": verified.credential_public_key,
                 "sign_count": verified.sign_count, "name": name[:NAME_MAX],
-                "transports": [str(item) for item in transports][:8] if isinstance(transports, list) else [],
+                "transports": _known_transports(transports),
                 "aaguid": str(verified.aaguid)[:36], "backed_up": bool(verified.credential_backed_up),
                 "created_at": now, "last_used_at": None, "clone_suspected_at": None,
             }).scalar_one()
@@ -252,6 +262,10 @@ class Passkeys:
         if opened is None or row is None or (user_id is not None and owner != user_id):
             return Assertion(user_id=owner if user_id is None or owner == user_id else None,
                              reason="passkey_expired" if opened is None else "passkey_unknown")
+        if row.clone_suspected_at is not None:
+            # Once its counter went back, a copy may be out there that can count up again at will:
+            # the passkey stays refused until its owner removes it (and adds a new one).
+            return Assertion(user_id=owner, reason="passkey_cloned")
         handle = _response_field(credential, "userHandle")
         if handle and handle.rstrip("=") != row.user_handle:
             return Assertion(user_id=owner)
@@ -322,9 +336,13 @@ def clean_name(name: str | None) -> str:
 
 def _row_for(conn: Connection, credential: dict):
     credential_id = credential.get("id") if isinstance(credential, dict) else None
-    if not isinstance(credential_id, str) or not credential_id or len(credential_id) > 1400:
+    # base64url only: anything else (a lone surrogate, a NUL) could not even be sent to the database.
+    if not isinstance(credential_id, str) or len(credential_id) > 1400 or not _BASE64URL.fullmatch(credential_id):
         return None
     return conn.execute(_BY_CREDENTIAL, {"credential_id": credential_id.rstrip("=")}).first()
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}")
 
 
 def _spend_challenge(conn: Connection, challenge: str, now: datetime) -> bool:
@@ -339,6 +357,12 @@ def _spend_challenge(conn: Connection, challenge: str, now: datetime) -> bool:
         conn.rollback()
         return False
     return True
+
+
+def _known_transports(transports: Any) -> list[str]:
+    if not isinstance(transports, list):
+        return []
+    return sorted({item for item in transports if isinstance(item, str) and item in TRANSPORTS})
 
 
 def _credential_dict(credential: Any) -> dict:

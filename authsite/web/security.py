@@ -110,7 +110,7 @@ def security_router(site) -> APIRouter:
             forget_challenge(site, request, page)
             return page
         if codes:
-            page = _codes_page(request, codes, first=True)
+            page = _codes_page(request, codes, first=True, factor="passkey")
         else:
             page = flash.redirect_with_flash(SECURITY_PATH, "passkey_added", conn=request,
                                              cookie_secure=site.settings.cookie_secure)
@@ -145,11 +145,14 @@ def security_router(site) -> APIRouter:
         context = {"setup": setup, "errors": errors or {}, "notice": notice}
         return site.pages.render(request, "totp_setup.html", context, status_code=status_code)
 
-    def _codes_page(request: Request, codes: list[str], *, first: bool) -> Response:
+    def _codes_page(request: Request, codes: list[str], *, first: bool, factor: str = "totp") -> Response:
+        # factor: the account's first second factor, when `first` ("totp" or "passkey").
         made = utcnow()
+        in_place_of = "your passkey" if factor == "passkey" else "a code from your authenticator app"
         text = (f"Recovery codes for {request.user.username} on {site.name}, made {made:%Y-%m-%d %H:%M} UTC.\n"
-                "Each works once, in place of a code from your authenticator app.\n\n" + "\n".join(codes) + "\n")
-        context = {"codes": codes, "first": first, "download": "data:text/plain;charset=utf-8," + quote(text),
+                f"Each works once, in place of {in_place_of}.\n\n" + "\n".join(codes) + "\n")
+        context = {"codes": codes, "first": first, "factor": factor,
+                   "download": "data:text/plain;charset=utf-8," + quote(text),
                    "filename": f"{_file_safe(site.name)}-recovery-codes.txt"}
         return site.pages.render(request, "recovery_codes.html", context)
 
