@@ -178,7 +178,9 @@
         send(form, credential);
       }
     } catch (error) {
-      if (error.name !== "AbortError" && autofill === pending) {
+      // Aborted (a button's ceremony took over) or NotAllowedError (nothing to offer, or the
+      // autofill timed out): the user asked for nothing, so there is nothing to tell them.
+      if (error.name !== "AbortError" && error.name !== "NotAllowedError" && autofill === pending) {
         say(form, explain(error, false));
       }
     } finally {

@@ -148,7 +148,8 @@ def security_router(site) -> APIRouter:
     def _codes_page(request: Request, codes: list[str], *, first: bool, factor: str = "totp") -> Response:
         # factor: the account's first second factor, when `first` ("totp" or "passkey").
         made = utcnow()
-        in_place_of = "your passkey" if factor == "passkey" else "a code from your authenticator app"
+        in_place_of = ("your second factor" if not first else
+                       "your passkey" if factor == "passkey" else "a code from your authenticator app")
         text = (f"Recovery codes for {request.user.username} on {site.name}, made {made:%Y-%m-%d %H:%M} UTC.\n"
                 f"Each works once, in place of {in_place_of}.\n\n" + "\n".join(codes) + "\n")
         context = {"codes": codes, "first": first, "factor": factor,
