@@ -30,6 +30,7 @@ _user = User.__table__
 
 # Built once: building a statement costs several times what running it does.
 _BY_NAME = select(_user).where(_user.c.username_key == bindparam("key"))
+_BY_EMAIL = select(_user).where(_user.c.email_key == bindparam("key"))
 STAMP_LOGIN = update(_user).where(sessions.STILL_CHECKED).values(last_login_at=bindparam("now"))
 _REHASH = update(_user).where(sessions.STILL_CHECKED).values(password_hash=bindparam("new_hash"))
 _STILL_VALID = select(_user.c.id).where(sessions.STILL_CHECKED)
@@ -212,10 +213,7 @@ def reserve_attempt(conn: Connection, *, limits: Limits, buckets: throttle.Bucke
 
 
 def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now: datetime) -> _Before:
-    user = None
-    if rules.is_plausible_username(request.username):
-        row = conn.execute(_BY_NAME, {"key": rules.username_key(request.username)}).first()
-        user = User(**row._mapping) if row is not None else None
+    user = _find_account(conn, request.username)
     # A browser that has signed in to this account before is counted on its own: strangers
     # sharing its address (behind a proxy, a NAT) cannot lock the owner out (OWASP device cookies).
     device = dict(request.known_device).get(user.id) if user is not None else None
@@ -226,6 +224,22 @@ def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now
     throttled = partial(login_event, Kind.LOGIN_FAILED, request, username=request.username, reason="throttled")
     before = reserve_attempt(conn, limits=limits, buckets=buckets, now=now, throttled_event=throttled)
     return replace(before, user=user)
+
+
+def _find_account(conn: Connection, login: str) -> User | None:
+    """The account a typed login names: by email when it has an @ (no username has one), else by
+    username; None for one that names nobody (which then costs the same dummy hash)."""
+    if not rules.is_plausible_username(login):
+        return None
+    if "@" in login:
+        try:
+            key = rules.email_key(rules.normalise_email(login))
+        except ValueError:
+            return None
+        row = conn.execute(_BY_EMAIL, {"key": key}).first()
+    else:
+        row = conn.execute(_BY_NAME, {"key": rules.username_key(login)}).first()
+    return User(**row._mapping) if row is not None else None
 
 
 def _reserve_check(conn: Connection, *, limits: Limits, check: PasswordCheck, now: datetime) -> _Before:

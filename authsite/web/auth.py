@@ -32,7 +32,7 @@ def auth_router(site) -> APIRouter:
         next_path = safe_next(form.get("next"))
         errors = {}
         if not username:
-            errors["username"] = "Enter your username."
+            errors["username"] = "Enter your username or email."
         if not password:
             errors["password"] = "Enter your password."
         if errors:
