@@ -194,9 +194,12 @@ async def update_profile(
     email: str | None,
     current_password: str = "",
     confirm: Confirm,
+    email_now: bool = True,
 ) -> None:
     """Names are free to change; a new email needs the current password, since
-    whoever controls the email can reset the password."""
+    whoever controls the email can reset the password. `email_now=False`: a new address is
+    checked (password, free) but not stored; the caller makes it a pending change
+    (authsite/email_ownership.py). Removing the address always takes effect at once."""
     for field, value in (("first_name", first_name), ("last_name", last_name)):
         if problem := rules.name_problem(value):
             raise AccountError(field, problem)
@@ -205,11 +208,13 @@ async def update_profile(
         await _confirm(confirm, user, current_password)
         if email and (other := await get_user_by_email(db, email)) and other.id != user.id:
             raise AccountError("email", EMAIL_TAKEN)
-    if (email or None) != user.email:
+    moves = (email or None) != user.email and (email_now or not email)
+    if moves:
         # A pending link went to the old address, which may be exactly what the owner is leaving.
         await db.exec(delete(PasswordReset).where(PasswordReset.user_id == user.id))
+        user.email, user.email_key = email, rules.email_key(email) if email else None
+        user.email_confirmed_at = None
     user.first_name, user.last_name = first_name or None, last_name or None
-    user.email, user.email_key = email, rules.email_key(email) if email else None
     db.add(user)
     try:
         await db.commit()

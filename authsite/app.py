@@ -45,6 +45,7 @@ from authsite.web.api import api_router
 from authsite.web.auth import auth_router
 from authsite.web.confirm import confirm_router
 from authsite.web.database_down import AnswerDatabaseDown, DatabaseDownAnswer
+from authsite.web.email import EmailLinks, email_router
 from authsite.web.deps import checked_form
 from authsite.web.gate import RouteGate, document_routes
 from authsite.web.mfa import mfa_router
@@ -112,6 +113,7 @@ class AuthSite:
         self.second_step: SecondStep | None = None
         self.passkeys: Passkeys | None = None
         self.passkey_logins: PasskeyLogins | None = None
+        self.email_links: EmailLinks | None = None
         self._purger: asyncio.Task | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -131,7 +133,7 @@ class AuthSite:
         api, passkey_api = api_router(self), passkey_api_router(self)
         served = [
             Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),
-            auth_router(self), passkey_pages_router(self), mfa_router(self), confirm_router(self),
+            auth_router(self), passkey_pages_router(self), mfa_router(self), confirm_router(self), email_router(self),
             register_router(self), reset_router(self), security_router(self), account_router(self),
             admin_router(self), api, passkey_api, health_router(self),
         ]
@@ -163,7 +165,9 @@ class AuthSite:
         self.reader = await open_reader(self.database.engine, sessions.LOOKUP)
         self.audit = events.AuditLog(self.database)
         self.throttle = Throttle(self.database)
-        self.logins = Logins(database=self.database, hasher=self.hasher, limits=self.limits, lifetimes=self.lifetimes)
+        self.logins = Logins(database=self.database, hasher=self.hasher, limits=self.limits, lifetimes=self.lifetimes,
+                             email_required=self.settings.email_verification == "mandatory")
+        self.email_links = EmailLinks(self, secret)
         self.second_step = SecondStep(database=self.database, factors=self.factors, passkeys=self.passkeys,
                                       limits=self.limits, lifetimes=self.lifetimes)
         self.passkey_logins = PasskeyLogins(database=self.database, passkeys=self.passkeys, limits=self.limits,

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     sudo_seconds: int = Field(900, ge=1)
     # Scopes whose holders must have a second factor before they can use anything else.
     mfa_required_scopes: str = ""
+    # Whether addresses are proved by a mailed link: "none" (never asked), "optional" (shown as
+    # unconfirmed until then), "mandatory" (an address at sign-up, and no login until it is proved).
+    email_verification: Literal["none", "optional", "mandatory"] = "optional"
 
     def __init__(self, **values: Any):
         # The error still carries every input in .errors() and .json() (what error trackers

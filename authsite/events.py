@@ -31,6 +31,9 @@ class Kind(StrEnum):
     SESSION_REVOKED = "session_revoked"
     PASSWORD_CHANGED = "password_changed"
     EMAIL_CHANGED = "email_changed"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_CHANGE_CANCELLED = "email_change_cancelled"
+    EMAIL_CONFIRMED = "email_confirmed"
     RESET_REQUESTED = "reset_requested"
     RESET_USED = "reset_used"
     USER_CREATED = "user_created"
@@ -56,6 +59,9 @@ LABELS = {
     Kind.SESSION_REVOKED: "Session ended",
     Kind.PASSWORD_CHANGED: "Password changed",
     Kind.EMAIL_CHANGED: "Email changed",
+    Kind.EMAIL_CHANGE_REQUESTED: "Email change asked for (waiting for its link)",
+    Kind.EMAIL_CHANGE_CANCELLED: "Email change cancelled from the old address",
+    Kind.EMAIL_CONFIRMED: "Email address confirmed",
     Kind.RESET_REQUESTED: "Password reset requested",
     Kind.RESET_USED: "Password reset",
     Kind.USER_CREATED: "Account created",
@@ -78,7 +84,8 @@ REASONS = {"unknown_user": "unknown user", "bad_password": "wrong password", "in
            "wrong_current_password": "wrong current password", "wrong_code": "wrong code",
            "login_expired": "login expired", "passkey_refused": "passkey not accepted",
            "passkey_unknown": "unknown passkey", "passkey_expired": "passkey challenge expired",
-           "passkey_replayed": "passkey answer replayed", "passkey_cloned": "passkey counter went back"}
+           "passkey_replayed": "passkey answer replayed", "passkey_cloned": "passkey counter went back",
+           "email_unconfirmed": "email address not confirmed yet"}
 
 
 def describe(event: AuthEvent) -> str:

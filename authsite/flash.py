@@ -33,6 +33,12 @@ MESSAGES = {
     "recovery_code_used": "You used a recovery code; it will not work again. Check how many you have left on your security page.",
     "mfa_reset": "Every second factor of this user has been removed and their sessions have ended.",
     "setup_expired": "That setup is too old or was started elsewhere. Here is a new one.",
+    "email_confirmed": "Your email address is confirmed. Thank you.",
+    "email_changed": "Your new email address is confirmed and in use.",
+    "email_change_requested": "We sent a link to the new address: your email changes when you open it (within 24 hours).",
+    "email_change_cancelled": "The email change is cancelled and every device is logged out. Log in, then change your password.",
+    "email_marked_confirmed": "The address is marked as confirmed.",
+    "verify_sent": "We sent a new confirmation link to your address.",
     "passkey_added": "Your passkey is added. You can sign in with it, or use it after your password.",
     "passkey_removed": "The passkey is removed and can no longer sign in.",
 }

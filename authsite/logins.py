@@ -70,6 +70,9 @@ class LoginResult:
     methods: tuple[str, ...] = ()  # how the second step can be answered
     # A browser whose device cookie does not name this account (a security notice goes out).
     new_device: bool = False
+    # The password was right, but the account's address is unconfirmed and the site requires it
+    # (AUTHSITE_EMAIL_VERIFICATION=mandatory): no session; the user is told where the link went.
+    unconfirmed: User | None = None
 
     @property
     def needs_second_factor(self) -> bool:
@@ -78,8 +81,9 @@ class LoginResult:
 
 class Logins:
     def __init__(self, *, database: Database, hasher: PasswordHasher, limits: Limits,
-                 lifetimes: sessions.Lifetimes):
+                 lifetimes: sessions.Lifetimes, email_required: bool = False):
         self.database, self.hasher, self.limits, self.lifetimes = database, hasher, limits, lifetimes
+        self.email_required = email_required  # an unconfirmed address holds the login
         self._waiting = 0  # attempts of this process sleeping until their turn
 
     async def log_in(self, request: LoginRequest) -> LoginResult:
@@ -108,6 +112,9 @@ class Logins:
             failed = partial(_count_failure, request=request, user=user, reason=failure, hit_ids=before.hit_ids)
             await self.database.run(failed)
             return LoginResult()
+        if self.email_required and user.email and user.email_confirmed_at is None:
+            await self.database.run(partial(_hold_unconfirmed, request=request, user=user, hit_ids=before.hit_ids))
+            return LoginResult(unconfirmed=user)
         if user.mfa_enabled:
             held = partial(_hold_for_second_factor, request=request, user=user, new_hash=new_hash,
                            hit_ids=before.hit_ids, now=utcnow())
@@ -272,6 +279,13 @@ def _count_failure(conn: Connection, *, request: LoginRequest, user: User | None
     account_id = user.id if user is not None else None
     events.store(conn, login_event(Kind.LOGIN_FAILED, request, user_id=account_id, username=request.username,
                               reason=reason))
+
+
+def _hold_unconfirmed(conn: Connection, *, request: LoginRequest, user: User, hit_ids: tuple[int, ...]) -> None:
+    # The right password is not a failure: its reservation is given back.
+    throttle.forgive(conn, list(hit_ids))
+    conn.commit()
+    events.store(conn, login_event(Kind.LOGIN_FAILED, request, user_id=user.id, reason="email_unconfirmed"))
 
 
 def _open_session(conn: Connection, *, lifetimes: sessions.Lifetimes, request: LoginRequest,

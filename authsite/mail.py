@@ -7,9 +7,11 @@ as an .eml file and noted in the log, so a site without mail still works."""
 
 import asyncio
 import contextlib
+import html
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import smtplib
 import ssl
@@ -125,7 +127,27 @@ def build_message(mail: Mail, sender: str) -> EmailMessage:
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message.set_content(mail.body)
+    # The same words as simple HTML, for mail programs that prefer it: no images, no styles from
+    # elsewhere, no tracking; the links are the plain text's own.
+    message.add_alternative(as_html(mail.body, title=mail.subject), subtype="html")
     return message
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def as_html(text: str, *, title: str) -> str:
+    """Plain text as HTML: paragraphs at blank lines, line breaks kept, addresses made links."""
+    paragraphs = []
+    for paragraph in text.strip().split("\n\n"):
+        escaped = html.escape(paragraph, quote=True)
+        linked = _URL.sub(lambda match: f'<a href="{match.group(0)}">{match.group(0)}</a>', escaped)
+        paragraphs.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+    return (
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>' + html.escape(title) + "</title></head>\n"
+        '<body style="font-family: sans-serif; line-height: 1.5; max-width: 40em">\n'
+        + "\n".join(paragraphs) + "\n</body></html>\n"
+    )
 
 
 def write_to_outbox(outbox_dir: Path, mail: Mail) -> Path:

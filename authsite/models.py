@@ -48,6 +48,9 @@ class User(SQLModel, table=True):
     # authsite/factors/enrolment.py in the same transaction as each change: the login and the
     # session lookup read it with the row they read anyway.
     mfa_enabled: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # When the owner proved the address is theirs (a verify link, a reset link or sign-in code
+    # mailed to it, or an operator's word); None while it is unconfirmed (authsite/email_ownership.py).
+    email_confirmed_at: datetime | None = None
 
 
 class Session(SQLModel, table=True):

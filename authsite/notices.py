@@ -18,6 +18,7 @@ class Notice(StrEnum):
     PASSWORD_CHANGED = "password_changed"
     PASSWORD_RESET = "password_reset"
     EMAIL_CHANGED = "email_changed"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
     FACTOR_ADDED = "factor_added"
     FACTOR_REMOVED = "factor_removed"
     FACTORS_RESET = "factors_reset"
@@ -49,6 +50,14 @@ TEXTS = {
         "password reset links included, now goes there instead of here.",
         "someone else has your account: reset your password at {reset} (the link still comes to this "
         "address until the change is undone) and put your address back at {account}",
+    ),
+    Notice.EMAIL_CHANGE_REQUESTED: (
+        "A new email address was asked for on your {site} account",
+        "Someone signed in to your account asked to move its email to {new_email}. Nothing changes "
+        "unless the link just sent there is opened (within 24 hours); until then mail, password reset "
+        "links included, still comes here.",
+        "cancel the change at once at {cancel} (this also logs out every device, and puts this "
+        "address back if the change went through), then reset your password at {reset}",
     ),
     Notice.FACTOR_ADDED: (
         "An authenticator app was added to your {site} account",

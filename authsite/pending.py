@@ -1,7 +1,7 @@
 """Pending steps: a flow half-way through, as a row reached by a one-time token. No HTTP here.
 
-A login waiting for its second factor is one (and, as they arrive, an email change waiting for
-its link, a sign-in code): the browser holds a random token, the table only its SHA-256 (as for
+A login waiting for its second factor is one, and so are a link that proves an email address, an
+email change waiting for its link and the link that cancels it: the browser holds a random token, the table only its SHA-256 (as for
 sessions and reset links), with the account, an expiry and a count of wrong answers. The same
 few statements mint, find, claim, count and purge every kind; each kind is a `purpose`.
 """
@@ -29,6 +29,12 @@ _FAILED = (
 )
 _END = delete(_step).where(_step.c.id == bindparam("step_id"))
 _END_FOR_USER = delete(_step).where(_step.c.user_id == bindparam("user_id"))
+_LATEST = (
+    select(_step.c.id, _step.c.user_id, _step.c.failures, _step.c.data)
+    .where(_step.c.user_id == bindparam("user_id"), _step.c.purpose == bindparam("purpose"),
+           _step.c.expires_at > bindparam("now"))
+    .order_by(_step.c.id.desc()).limit(1)
+)
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,19 @@ def count_failure(conn: Connection, *, step_id: int, max_failures: int) -> bool:
     return False
 
 
-def end_for_user(conn: Connection, *, user_id: int) -> None:
-    """Every pending step of an account (its second factors were reset, say). The caller commits."""
-    conn.execute(_END_FOR_USER, {"user_id": user_id})
+def end_for_user(conn: Connection, *, user_id: int, purpose: str | None = None) -> None:
+    """Every pending step of an account (its second factors were reset, say), or those of one
+    `purpose`. The caller commits."""
+    if purpose is None:
+        conn.execute(_END_FOR_USER, {"user_id": user_id})
+    else:
+        conn.execute(_END_FOR_USER.where(_step.c.purpose == purpose), {"user_id": user_id})
+
+
+def latest_for_user(conn: Connection, *, user_id: int, purpose: str, now: datetime) -> Step | None:
+    """The account's newest live step of `purpose`, if any."""
+    row = conn.execute(_LATEST, {"user_id": user_id, "purpose": purpose, "now": now}).first()
+    return Step(*row) if row is not None else None
 
 
 def purge_expired(conn: Connection, *, now: datetime) -> None:

@@ -263,6 +263,10 @@ class Limits:
     def new_password_tries(self, user_id: int) -> list[tuple[str, Limit]]:
         return [(f"new-password:{user_id}", self.new_password)]
 
+    def verify_mail(self, user_id: int, ip: str | None) -> list[tuple[str, Limit]]:
+        # Confirmation links asked for again: as few per account as reset mails, and per address.
+        return [(f"verify-mail:{user_id}", self.reset_account), (f"verify-ip:{client_key(ip)}", self.reset_ip)]
+
     def reset_mail(self, user_id: int) -> list[tuple[str, Limit]]:
         # However the account is named (username, email), it gets at most this
         # many mails; past it the mail is skipped silently, since a 429 here

@@ -153,9 +153,10 @@ def test_a_user_with_an_email_gets_exactly_one_mail_with_the_link(client, site, 
     mail = mails[0]
     assert mail["To"] == ALICE_EMAIL
     assert "password" in mail["Subject"].lower() and "reset" in mail["Subject"].lower()
-    assert mail.get_content_type() == "text/plain"
+    assert mail.get_content_type() == "multipart/alternative"
     token = link_in(mail)
-    assert f"{PUBLIC_URL}/auth/reset/{token}" in mail.get_content()
+    assert f"{PUBLIC_URL}/auth/reset/{token}" in mail.get_body(("plain",)).get_content()
+    assert f'href="{PUBLIC_URL}/auth/reset/{token}"' in mail.get_body(("html",)).get_content()
 
 
 @pytest.mark.parametrize("login", ["bob", "carol", "nobody", "nobody@example.com"])
@@ -314,7 +315,10 @@ def test_changing_the_email_on_the_account_page_voids_the_link(client, site, set
     assert log_in(stranger).status_code == 303
     change = {"first_name": "", "last_name": "", "email": "alice@new.example.com", "current_password": PASSWORD,
               "csrf_token": form_token(stranger, "/account")}
-    assert stranger.post("/account/profile", data=change).status_code == 303
+    mails = mails_sent_while(client, site, settings, lambda: stranger.post("/account/profile", data=change))
+    [to_new] = [mail for mail in mails if mail["To"] == "alice@new.example.com"]
+    link = re.search(r"/auth/verify/(\S+)", to_new.get_body(("plain",)).get_content()).group(1)
+    assert stranger.get(f"/auth/verify/{link}").status_code == 303  # the new address takes over
 
     assert_invalid_link_page(choose_password(client, token))
 

@@ -60,7 +60,7 @@ def outbox(settings, browser, site):
 
 
 def body(mail) -> str:
-    return mail.get_content()
+    return mail.get_body(("plain",)).get_content()
 
 
 def assert_says_when_where_and_what_to_do(mail):
@@ -119,10 +119,11 @@ async def _in_session(site, work):
 def test_an_email_change_is_told_to_the_old_address(alice, browser, outbox):
     press(browser, "/account/profile", "/account", email="alice@elsewhere.example", current_password=PASSWORD)
 
-    mail = outbox.one("email address")
+    mail = outbox.one("A new email address was asked for")
 
     assert mail["To"] == "alice@example.com"
     assert "alice@elsewhere.example" in body(mail)
+    assert "/auth/email-change/cancel/" in body(mail)
 
 
 def test_turning_an_app_on_and_off_is_noticed(alice, browser, outbox, clock, run_db):

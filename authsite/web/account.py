@@ -7,12 +7,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import accounts, cookies, events, flash, guards, sessions
+from authsite import accounts, cookies, email_ownership, events, flash, guards, sessions
 from authsite.devices import describe_device
 from authsite.errors import NotLoggedIn
 from authsite.events import Kind
 from authsite.middleware import SESSION_SCOPE_KEY
-from authsite.models import Session, User
+from authsite.models import Session, User, utcnow
 from authsite.logins import PasswordCheck
 from authsite.notices import Notice
 from authsite.web.audit import audit, notify
@@ -73,11 +73,15 @@ def account_router(site) -> APIRouter:
                 # A new address can reset the password: a sensitive change (sudo mode).
                 kept = urlencode({name: form.get(name, "")[:300] for name in PROFILE_FIELDS})
                 await require_sudo(site, request, next_path=f"{ACCOUNT_PATH}?{kept}")
+            verifying = site.settings.email_verification != "none"
+            wanted = form.get("email", "")
             try:
+                if verifying and old_email and not wanted.strip() and site.settings.email_verification == "mandatory":
+                    raise accounts.AccountError("email", "This site needs an email address: change it instead.")
                 await accounts.update_profile(
                     db=db, user=user, confirm=confirm_for(request),
                     first_name=form.get("first_name", "").strip(), last_name=form.get("last_name", "").strip(),
-                    email=form.get("email", ""), current_password=form.get("current_password", ""),
+                    email=wanted, current_password=form.get("current_password", ""), email_now=not verifying,
                 )
             except (accounts.AccountError, accounts.Throttled) as exc:
                 return await refused(request, exc, form="profile", values=form)
@@ -86,6 +90,11 @@ def account_router(site) -> APIRouter:
             if old_email:
                 notify(site, request, Notice.EMAIL_CHANGED, user=user, to=old_email,
                        new_email=user.email or "none (the address was removed)")
+        elif verifying and _changes_email(wanted, old_email):
+            # The new address must prove itself first; the old one is told and can cancel.
+            await site.email_links.request_change(request, user, accounts.checked_email(wanted))
+            await audit(site, request, Kind.EMAIL_CHANGE_REQUESTED, user_id=user.id)
+            return back_to_account(request, "email_change_requested")
         return back_to_account(request, "profile_saved")
 
     @router.post("/password")
@@ -158,8 +167,11 @@ def account_router(site) -> APIRouter:
             rows = await sessions.list_user_sessions(db=db, user_id=user.id)
             recent = await events.recent_events_for_user(db=db, user_id=user.id)
         current_id = request.scope[SESSION_SCOPE_KEY].id
+        pending_email = await site.database.run(partial(email_ownership.pending_change, user_id=user.id, now=utcnow()))
         context = {
             "account": user,
+            "verifying": site.settings.email_verification != "none",
+            "pending_email": pending_email,
             "sessions": [_session_view(row, current_id) for row in rows],
             "errors": errors or {},
             "failed_form": form,

@@ -6,9 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import RedirectResponse, Response
 
-from authsite import accounts, events, flash, guards, resets, sessions, user_admin
+from authsite import accounts, email_ownership, events, flash, guards, resets, sessions, user_admin
 from authsite.events import Kind
 from authsite.factors.second_factors import factors_of, remove_all_factors
+from authsite.models import utcnow
 from authsite.headers import no_referrer_path
 from authsite.models import User
 from authsite.notices import Notice
@@ -103,6 +104,22 @@ def admin_router(site) -> APIRouter:
         link = f"{site.settings.public_url}/auth/reset/{token}"
         return no_referrer_path(site.pages.render(request, "admin_reset_link.html", {"account": user, "link": link}))
 
+    @router.post("/users/{user_id}/email-confirmed")
+    async def confirm_address(request: Request, user_id: int, form: Form) -> Response:
+        # An admin's word that the address is the user's (they checked by their own means).
+        await sudo(request, user_id)
+        async with site.database.sessionmaker() as db:
+            await _user_or_404(db, user_id)
+
+        def mark(conn):
+            marked = email_ownership.mark_confirmed(conn, user_id=user_id, now=utcnow())
+            conn.commit()
+            return marked
+
+        if await site.database.run(mark):
+            await audit(site, request, Kind.EMAIL_CONFIRMED, user_id=user_id, actor_id=request.user.id, via="admin")
+        return back_to_user(request, user_id, "email_marked_confirmed")
+
     @router.post("/users/{user_id}/mfa-reset", dependencies=[Depends(guards.super_user)])
     async def reset_second_factors(request: Request, user_id: int, form: Form) -> Response:
         await sudo(request, user_id)
@@ -132,6 +149,7 @@ def admin_router(site) -> APIRouter:
         factors = await site.database.run(partial(site.factors.summary, user_id=user_id))
         actor = _actor(request)
         context = {"account": user, "session_count": len(live), "events": recent, "error": error, "factors": factors,
+                   "verifying": site.settings.email_verification != "none",
                    "scope_choices": user_admin.scope_choices(actor, user, grantable), "is_self": user.id == actor.id,
                    "may_add_scope": actor.is_super and user.id != actor.id}
         return site.pages.render(request, "admin_user.html", context, status_code=400 if error else 200)

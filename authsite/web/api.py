@@ -24,6 +24,7 @@ NO_PENDING_LOGIN = "No login is waiting for a code (it lasts five minutes). Log 
 WRONG_CODE = "That code is not right."
 TOO_MANY_CODES = "Too many wrong codes. Log in again."
 PASSKEY_REFUSED = "That passkey was not accepted."
+EMAIL_UNCONFIRMED = "email not confirmed: open the link mailed to the account's address, then log in"
 
 
 def _any_text(value: object) -> str:
@@ -152,7 +153,10 @@ def api_router(site) -> APIRouter:
                                 "The password is right and the account has a second factor: no session yet, "
                                 "only a pending-login cookie (5 minutes). Send the code to /api/auth/mfa.")},
                             **answers(400, 401, 403, 413, 415, 422, 429, 503,
-                                    reworded={401: "Wrong username or password."})})
+                                    reworded={401: "Wrong username or password.",
+                                              403: "Sent from another origin, or (AUTHSITE_EMAIL_VERIFICATION="
+                                                   "mandatory) the right password of an account whose address "
+                                                   "is not confirmed yet: `email not confirmed...`"})})
     async def api_login(request: Request) -> Response:
         body = await read_json(request, LoginIn)
         outcome = await attempt_login(site, request, body.username.strip(), body.password, via="api",
@@ -160,6 +164,8 @@ def api_router(site) -> APIRouter:
         if outcome.retry_after is not None:
             detail = too_many_attempts(outcome.retry_after)
             return JSONResponse({"detail": detail}, status_code=429, headers={"retry-after": str(outcome.retry_after)})
+        if outcome.unconfirmed is not None:
+            return JSONResponse({"detail": EMAIL_UNCONFIRMED}, status_code=403)
         if outcome.needs_second_factor:
             response = JSONResponse({"mfa_required": True, "methods": list(outcome.methods)}, status_code=202)
             hold_for_second_step(site, request, response, outcome.pending)

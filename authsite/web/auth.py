@@ -11,6 +11,7 @@ from authsite.csrf import CsrfFailed, is_cross_site
 from authsite.events import Kind
 from authsite.redirects import safe_next
 from authsite.web.audit import audit
+from authsite.web.email import hold_page
 from authsite.web.user_auth import attempt_login, hold_for_second_step, log_out_user, set_session, too_many_attempts
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
@@ -44,6 +45,9 @@ def auth_router(site) -> APIRouter:
             page = _login_form(request, username, next_path, errors, status_code=429)
             page.headers["retry-after"] = str(outcome.retry_after)
             return page
+        if outcome.unconfirmed is not None:
+            # The right password, but the site logs nobody in before their address is proved.
+            return hold_page(site, request, outcome.unconfirmed, state="waiting", status_code=403)
         if outcome.needs_second_factor:
             # No session yet: the browser holds only the pending login, for the code at /auth/mfa.
             response = RedirectResponse(second_step_url(next_path), status_code=303)

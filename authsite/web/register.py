@@ -1,4 +1,5 @@
-"""Sign-up: a new account, logged in at once."""
+"""Sign-up: a new account, logged in at once (or, when the site requires a confirmed address, once
+its mailed link has been opened)."""
 
 from typing import Annotated
 
@@ -8,6 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from authsite import accounts, guards
 from authsite.events import Kind
 from authsite.web.audit import audit
+from authsite.web.email import hold_page
 from authsite.web.inputs import client_ip
 from authsite.web.user_auth import log_in_user, too_many_attempts
 
@@ -39,6 +41,9 @@ def register_router(site) -> APIRouter:
             page.headers["retry-after"] = str(attempt.retry_after)
             return page
         errors = _missing_or_mismatched(values)
+        mandatory = site.settings.email_verification == "mandatory"
+        if mandatory and not values["email"].strip():
+            errors["email"] = "Enter your email address: this site confirms it before you log in."
         if not errors:
             try:
                 async with site.database.sessionmaker() as db:
@@ -53,6 +58,10 @@ def register_router(site) -> APIRouter:
             shown = {"username": values["username"][:100], "email": values["email"][:300]}
             return site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=400)
         await audit(site, request, Kind.USER_CREATED, user_id=user.id, via="signup")
+        await site.email_links.send_verification(user)
+        if mandatory:
+            # Not logged in: the address must be proved first (the link, then the login form).
+            return hold_page(site, request, user)
         response = RedirectResponse("/", status_code=303)
         if not await log_in_user(site, request, response, user, remember=False):
             # Changed by someone else in the instant since it was made: the

@@ -6,10 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from authsite import accounts, flash, resets
+from authsite import accounts, email_ownership, flash, resets
 from authsite.events import Kind
 from authsite.headers import no_referrer_path
+from authsite.factors.second_factors import remove_all_factors
 from authsite.mail import Mail
+from authsite.models import utcnow
 from authsite.notices import Notice
 from authsite.web.audit import audit, notify
 from authsite.web.inputs import client_ip
@@ -95,6 +97,7 @@ def reset_router(site) -> APIRouter:
                     return _invalid_link(request)
                 await audit(site, request, Kind.RESET_USED, user_id=user.id)
                 notify(site, request, Notice.PASSWORD_RESET, user=user)
+                await _address_proved(request, user)
         if errors:
             page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
             return no_referrer_path(page)
@@ -117,6 +120,20 @@ def reset_router(site) -> APIRouter:
         link = f"{site.settings.public_url}/auth/reset/{token}"
         body = RESET_MAIL.format(username=user.username, site=site.name, link=link)
         return Mail(to=user.email, subject=f"Reset your {site.name} password", body=body)
+
+    async def _address_proved(request: Request, user) -> None:
+        """The link came by mail to the account's address: it is confirmed now. If it was not before,
+        whoever signed up with it may not have been its owner (pre-hijacking): the second factors
+        set up before go too, so theirs cannot lock the owner out (sessions ended with the reset)."""
+
+        def prove(conn):
+            newly = email_ownership.proved_by_mail(conn, user_id=user.id, now=utcnow())
+            had = newly and remove_all_factors(conn, user_id=user.id)
+            conn.commit()
+            return had
+
+        if await site.database.run(prove):
+            await audit(site, request, Kind.MFA_RESET, user_id=user.id, reason="unconfirmed_address_reset")
 
     def _invalid_link(request: Request) -> Response:
         context = {"title": "Reset link not valid", "message": INVALID_LINK, "link": ("/auth/reset", "Ask for a new link")}

@@ -17,6 +17,7 @@ response) with that status at that URL. Any other console error, even a 4xx for 
 stylesheet or a status the test did not ask for, fails the test.
 """
 
+import email.policy
 import itertools
 import os
 import re
@@ -95,7 +96,8 @@ class Site:
             for path in sorted((self.data_dir / "outbox").glob("*.eml"), reverse=True):
                 message = message_from_bytes(path.read_bytes())
                 if message["To"] == address:
-                    return message.get_payload(decode=True).decode()
+                    return message_from_bytes(path.read_bytes(), policy=email.policy.default).get_body(
+                        ("plain",)).get_content()
             if time.monotonic() > deadline:
                 raise AssertionError(f"no mail to {address} arrived in the outbox")
             time.sleep(0.05)
