@@ -34,6 +34,7 @@ from authsite.models import utcnow
 from authsite.notices import Notices
 from authsite.passkey_logins import PasskeyLogins
 from authsite.passwords import PasswordHasher
+from authsite.sign_in_codes import SignInCodes
 from authsite.second_step import SecondStep
 from authsite.secret_key import load_or_create_secret_key
 from authsite.session_reader import SessionReader, open_reader
@@ -46,6 +47,7 @@ from authsite.web.auth import auth_router
 from authsite.web.confirm import confirm_router
 from authsite.web.database_down import AnswerDatabaseDown, DatabaseDownAnswer
 from authsite.web.email import EmailLinks, email_router
+from authsite.web.sign_in_code import sign_in_code_api_router, sign_in_code_router
 from authsite.web.deps import checked_form
 from authsite.web.gate import RouteGate, document_routes
 from authsite.web.mfa import mfa_router
@@ -96,6 +98,7 @@ class AuthSite:
         self.pages = Pages(
             templates_dir=templates_dir, static_path=self.static_path, site_name=self.name,
             allow_signup=settings.allow_signup, passkeys=self.relying_party.available,
+            login_by_code=settings.login_by_code,
         )
         self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
         self.notices = Notices(mailer=self.mailer, site=self.name, base_url=settings.public_url)
@@ -114,6 +117,7 @@ class AuthSite:
         self.passkeys: Passkeys | None = None
         self.passkey_logins: PasskeyLogins | None = None
         self.email_links: EmailLinks | None = None
+        self.sign_in_codes: SignInCodes | None = None
         self._purger: asyncio.Task | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -130,16 +134,17 @@ class AuthSite:
         app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
         # Added last, so outermost: a request for a foreign host name is refused before any other work.
         app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
-        api, passkey_api = api_router(self), passkey_api_router(self)
+        api, passkey_api, code_api = api_router(self), passkey_api_router(self), sign_in_code_api_router(self)
         served = [
             Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),
             auth_router(self), passkey_pages_router(self), mfa_router(self), confirm_router(self), email_router(self),
+            sign_in_code_router(self),
             register_router(self), reset_router(self), security_router(self), account_router(self),
-            admin_router(self), api, passkey_api, health_router(self),
+            admin_router(self), api, passkey_api, code_api, health_router(self),
         ]
         answered = partial(AnswerDatabaseDown, answer=database_down)
         app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
-        document_routes(app, [api, passkey_api])
+        document_routes(app, [api, passkey_api, code_api])
         errors.install_handlers(app, self.pages.render, cookie_secure=self.settings.cookie_secure)
 
     @contextlib.asynccontextmanager
@@ -168,6 +173,7 @@ class AuthSite:
         self.logins = Logins(database=self.database, hasher=self.hasher, limits=self.limits, lifetimes=self.lifetimes,
                              email_required=self.settings.email_verification == "mandatory")
         self.email_links = EmailLinks(self, secret)
+        self.sign_in_codes = SignInCodes(secret_key=secret, lifetimes=self.lifetimes)
         self.second_step = SecondStep(database=self.database, factors=self.factors, passkeys=self.passkeys,
                                       limits=self.limits, lifetimes=self.lifetimes)
         self.passkey_logins = PasskeyLogins(database=self.database, passkeys=self.passkeys, limits=self.limits,

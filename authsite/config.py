@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     # Whether addresses are proved by a mailed link: "none" (never asked), "optional" (shown as
     # unconfirmed until then), "mandatory" (an address at sign-up, and no login until it is proved).
     email_verification: Literal["none", "optional", "mandatory"] = "optional"
+    # Offer "Email me a sign-in code" on the login page (and its JSON twin).
+    login_by_code: bool = True
 
     def __init__(self, **values: Any):
         # The error still carries every input in .errors() and .json() (what error trackers

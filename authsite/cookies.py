@@ -141,6 +141,23 @@ def clear_passkey_challenge_cookie(response: Response, *, secure: bool) -> None:
     _clear_step_cookie(response, passkey_challenge_cookie_name(secure), secure=secure)
 
 
+# A sign-in code asked for (authsite/sign_in_codes.py): the browser's own token, for ten minutes.
+SIGN_IN_CODE_COOKIE = "sign_in_code"
+SECURE_SIGN_IN_CODE_COOKIE = "__Host-sign_in_code"
+
+
+def sign_in_code_cookie_name(secure: bool) -> str:
+    return SECURE_SIGN_IN_CODE_COOKIE if secure else SIGN_IN_CODE_COOKIE
+
+
+def set_sign_in_code_cookie(response: Response, token: str, *, secure: bool, max_age: int) -> None:
+    _set_step_cookie(response, sign_in_code_cookie_name(secure), token, secure=secure, max_age=max_age)
+
+
+def clear_sign_in_code_cookie(response: Response, *, secure: bool) -> None:
+    _clear_step_cookie(response, sign_in_code_cookie_name(secure), secure=secure)
+
+
 # The cookies of a step half-way through (a pending login, a passkey challenge): HttpOnly, for the
 # whole site, only ever sent by the site's own pages (SameSite=Strict), for a few minutes.
 def _set_step_cookie(response: Response, name: str, value: str, *, secure: bool, max_age: int) -> None:

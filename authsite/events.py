@@ -34,6 +34,7 @@ class Kind(StrEnum):
     EMAIL_CHANGE_REQUESTED = "email_change_requested"
     EMAIL_CHANGE_CANCELLED = "email_change_cancelled"
     EMAIL_CONFIRMED = "email_confirmed"
+    SIGN_IN_CODE_SENT = "sign_in_code_sent"
     RESET_REQUESTED = "reset_requested"
     RESET_USED = "reset_used"
     USER_CREATED = "user_created"
@@ -62,6 +63,7 @@ LABELS = {
     Kind.EMAIL_CHANGE_REQUESTED: "Email change asked for (waiting for its link)",
     Kind.EMAIL_CHANGE_CANCELLED: "Email change cancelled from the old address",
     Kind.EMAIL_CONFIRMED: "Email address confirmed",
+    Kind.SIGN_IN_CODE_SENT: "Sign-in code asked for",
     Kind.RESET_REQUESTED: "Password reset requested",
     Kind.RESET_USED: "Password reset",
     Kind.USER_CREATED: "Account created",

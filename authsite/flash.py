@@ -38,6 +38,7 @@ MESSAGES = {
     "email_change_requested": "We sent a link to the new address: your email changes when you open it (within 24 hours).",
     "email_change_cancelled": "The email change is cancelled and every device is logged out. Log in, then change your password.",
     "email_marked_confirmed": "The address is marked as confirmed.",
+    "code_expired": "That sign-in code is no longer waiting (it lasts 10 minutes, and works once). Ask for a new one.",
     "verify_sent": "We sent a new confirmation link to your address.",
     "passkey_added": "Your passkey is added. You can sign in with it, or use it after your password.",
     "passkey_removed": "The passkey is removed and can no longer sign in.",

@@ -327,15 +327,22 @@ def _hold_for_second_factor(conn: Connection, *, request: LoginRequest, user: Us
         conn.execute(_REHASH, {**checked, "new_hash": new_hash})
         user.password_hash = new_hash
     throttle.forgive(conn, list(hit_ids))
-    token = pending.begin(conn, purpose=PENDING_LOGIN, user_id=user.id, lifetime=PENDING_LOGIN_LIFETIME, now=now, data={
-        "remember": request.remember, "via": request.via, "replaces": request.replaces,
-        # Not the hash itself: enough to tell at the second step whether the password changed since.
-        "password": password_fingerprint(user.password_hash),
-    })
+    token = begin_second_step(conn, user=user, remember=request.remember, via=request.via,
+                              replaces=request.replaces, now=now)
     methods = tuple(available_methods(conn, user_id=user.id))
     conn.commit()
     events.store(conn, login_event(Kind.SECOND_STEP, request, user_id=user.id))
     return token, methods
+
+
+def begin_second_step(conn: Connection, *, user: User, remember: bool, via: str, replaces: str | None,
+                      now: datetime) -> str:
+    """The pending login a first factor leaves for the second (its token, for the cookie). The caller commits."""
+    return pending.begin(conn, purpose=PENDING_LOGIN, user_id=user.id, lifetime=PENDING_LOGIN_LIFETIME, now=now, data={
+        "remember": remember, "via": via, "replaces": replaces,
+        # Not the hash itself: enough to tell at the second step whether the password changed since.
+        "password": password_fingerprint(user.password_hash),
+    })
 
 
 def new_device_note(request, user_id: int) -> dict:

@@ -46,9 +46,10 @@ class Step:
 
 
 def begin(conn: Connection, *, purpose: str, user_id: int, lifetime: timedelta, now: datetime,
-          data: dict[str, Any]) -> str:
-    """A new pending step; returns its token (for a cookie or a link; never stored). The caller commits."""
-    token = tokens.new_token()
+          data: dict[str, Any], token: str | None = None) -> str:
+    """A new pending step; returns its token (for a cookie or a link; never stored), a new one
+    unless the caller brings its own. The caller commits."""
+    token = token or tokens.new_token()
     conn.execute(_INSERT, {
         "purpose": purpose, "token_hash": tokens.hash_token(token), "user_id": user_id, "created_at": now,
         "expires_at": now + lifetime, "failures": 0, "data": data,

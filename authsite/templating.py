@@ -22,7 +22,7 @@ def resource_dir(name: str) -> Path:
 
 class Pages:
     def __init__(self, *, templates_dir: Path | None, static_path: str, site_name: str, allow_signup: bool,
-                 passkeys: bool = False):
+                 passkeys: bool = False, login_by_code: bool = False):
         folders = [templates_dir] if templates_dir else []
         loader = jinja2.ChoiceLoader(
             [jinja2.FileSystemLoader(str(f)) for f in [*folders, resource_dir("templates")]]
@@ -30,6 +30,7 @@ class Pages:
         env = jinja2.Environment(loader=loader, autoescape=True, auto_reload=False)
         env.globals["site_name"] = site_name
         env.globals["allow_signup"] = allow_signup
+        env.globals["login_by_code"] = login_by_code
         env.globals["passkeys"] = passkeys  # whether the site can offer passkeys (its base URL allows them)
         env.filters["when"] = _when
         env.filters["describe_event"] = events.describe

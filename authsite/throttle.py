@@ -267,6 +267,11 @@ class Limits:
         # Confirmation links asked for again: as few per account as reset mails, and per address.
         return [(f"verify-mail:{user_id}", self.reset_account), (f"verify-ip:{client_key(ip)}", self.reset_ip)]
 
+    def code_mail(self, email: str, ip: str | None) -> list[tuple[str, Limit]]:
+        # Sign-in codes asked for: per typed address (whether or not an account has it, so a 429
+        # tells nothing) and per client address, at the rates of reset links.
+        return [(f"code-ip:{client_key(ip)}", self.reset_ip), (f"code:{email.casefold()[:254]}", self.reset_account)]
+
     def reset_mail(self, user_id: int) -> list[tuple[str, Limit]]:
         # However the account is named (username, email), it gets at most this
         # many mails; past it the mail is skipped silently, since a 429 here

@@ -2,7 +2,7 @@
 "this was not me", asking for a link again, and the page that holds an unconfirmed user when
 AUTHSITE_EMAIL_VERIFICATION=mandatory. The rules are authsite/email_ownership.py's."""
 
-from functools import partial
+from functools import cached_property, partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -56,7 +56,12 @@ class EmailLinks:
 
     def __init__(self, site, secret_key: str):
         self.site = site
-        self._holds = Box(derive_key(secret_key, "email hold"))
+        self._secret_key = secret_key
+
+    @cached_property
+    def _holds(self) -> Box:
+        # On first use, like the second factors' keys: a worker that never holds anyone loads no cryptography.
+        return Box(derive_key(self._secret_key, "email hold"))
 
     async def send_verification(self, user: User) -> None:
         """Mail a link proving the account's current address (nothing without one)."""

@@ -7,7 +7,7 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, StrictBool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from authsite import cookies, flash, guards
@@ -46,7 +46,7 @@ class OptionsOut(BaseModel):
 
 class PasskeyLoginIn(BaseModel):
     credential: dict[str, Any]
-    remember: bool = False
+    remember: StrictBool = False
 
 
 class NewPasskeyIn(BaseModel):
