@@ -102,6 +102,27 @@ class Site:
                 raise AssertionError(f"no mail to {address} arrived in the outbox")
             time.sleep(0.05)
 
+    def mails_to(self, address: str) -> list[str]:
+        """The bodies of every mail in the outbox addressed to `address` so far, oldest first (no waiting)."""
+        paths = sorted((self.data_dir / "outbox").glob("*.eml"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        raw = [path.read_bytes() for path in paths]
+        return [message_from_bytes(data, policy=email.policy.default).get_body(("plain",)).get_content()
+                for data in raw if message_from_bytes(data)["To"] == address]
+
+    def mail_matching(self, address: str, pattern: re.Pattern) -> re.Match:
+        """`pattern` found in the newest mail to `address` that has it, waiting for one if need be. For an
+        address that gets several mails (a notice of a new sign-in, then a link), which arrive in the
+        background in no set order."""
+        deadline = time.monotonic() + MAIL_DEADLINE_SECONDS
+        while True:
+            found = [match for body in self.mails_to(address) if (match := pattern.search(body))]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no mail to {address} matching {pattern.pattern!r} arrived in the outbox:\n"
+                                     + "\n---\n".join(self.mails_to(address)))
+            time.sleep(0.05)
+
 
 @dataclass
 class Watch:
