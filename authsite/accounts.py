@@ -10,7 +10,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import rules, sessions, strength
-from authsite.models import DEFAULT_SCOPES, PasswordReset, User, utcnow
+from authsite.email_ownership import CHANGE as EMAIL_CHANGE
+from authsite.models import DEFAULT_SCOPES, PasswordReset, PendingStep, User, utcnow
 from authsite.passwords import PasswordHasher
 
 
@@ -182,6 +183,9 @@ async def store_password_hash(
         return False
     await sessions.end_user_sessions(db=db, user_id=user_id, commit=False)
     await db.exec(delete(PasswordReset).where(PasswordReset.user_id == user_id))
+    # An email change waiting for its link was asked for with the old password: whoever knew it
+    # must not move the account's mail (and with it its resets) once the owner has answered.
+    await db.exec(delete(PendingStep).where(PendingStep.user_id == user_id, PendingStep.purpose == EMAIL_CHANGE))
     return True
 
 

@@ -19,6 +19,7 @@ class Notice(StrEnum):
     PASSWORD_RESET = "password_reset"
     EMAIL_CHANGED = "email_changed"
     EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_REMOVED = "email_removed"
     FACTOR_ADDED = "factor_added"
     FACTOR_REMOVED = "factor_removed"
     FACTORS_RESET = "factors_reset"
@@ -56,8 +57,14 @@ TEXTS = {
         "Someone signed in to your account asked to move its email to {new_email}. Nothing changes "
         "unless the link just sent there is opened (within 24 hours); until then mail, password reset "
         "links included, still comes here.",
-        "cancel the change at once at {cancel} (this also logs out every device, and puts this "
-        "address back if the change went through), then reset your password at {reset}",
+        "{cancel}: this logs out every device, turns the password off, and puts this address back "
+        "if the change went through; then set a new password with the reset link it lets you ask for",
+    ),
+    Notice.EMAIL_REMOVED: (
+        "The email address of your {site} account was removed",
+        "The email address of your account was removed: mail about the account no longer comes here.",
+        "{cancel}: this logs out every device and turns the password off; then set a new password with "
+        "the reset link it lets you ask for",
     ),
     Notice.FACTOR_ADDED: (
         "An authenticator app was added to your {site} account",

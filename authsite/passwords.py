@@ -85,6 +85,9 @@ class PasswordHasher:
         try:
             return await self._run(CONTEXT.verify_and_update, password, stored_hash)
         except (UnknownHashError, ValueError):
+            # No password matches (an account whose password was ended): the same work as a
+            # wrong one, so the answer's time does not tell such an account exists.
+            await self._run(_verify_dummy, "x")
             return False, None
 
     async def dummy_verify(self, password: str) -> None:

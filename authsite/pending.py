@@ -29,6 +29,12 @@ _FAILED = (
 )
 _END = delete(_step).where(_step.c.id == bindparam("step_id"))
 _END_FOR_USER = delete(_step).where(_step.c.user_id == bindparam("user_id"))
+_LIVE = (
+    select(_step.c.id, _step.c.user_id, _step.c.failures, _step.c.data)
+    .where(_step.c.user_id == bindparam("user_id"), _step.c.purpose == bindparam("purpose"),
+           _step.c.expires_at > bindparam("now"))
+    .order_by(_step.c.id)
+)
 _LATEST = (
     select(_step.c.id, _step.c.user_id, _step.c.failures, _step.c.data)
     .where(_step.c.user_id == bindparam("user_id"), _step.c.purpose == bindparam("purpose"),
@@ -89,6 +95,21 @@ def end_for_user(conn: Connection, *, user_id: int, purpose: str | None = None) 
         conn.execute(_END_FOR_USER, {"user_id": user_id})
     else:
         conn.execute(_END_FOR_USER.where(_step.c.purpose == purpose), {"user_id": user_id})
+
+
+def live_for_user(conn: Connection, *, user_id: int, purpose: str, now: datetime) -> list[Step]:
+    rows = conn.execute(_LIVE, {"user_id": user_id, "purpose": purpose, "now": now}).all()
+    return [Step(*row) for row in rows]
+
+
+def set_data(conn: Connection, *, step_id: int, data: dict[str, Any]) -> None:
+    """The caller commits."""
+    conn.execute(update(_step).where(_step.c.id == step_id).values(data=data))
+
+
+def end_later_than(conn: Connection, *, user_id: int, purpose: str, step_id: int) -> None:
+    """The account's steps of `purpose` made after `step_id`. The caller commits."""
+    conn.execute(delete(_step).where(_step.c.user_id == user_id, _step.c.purpose == purpose, _step.c.id > step_id))
 
 
 def latest_for_user(conn: Connection, *, user_id: int, purpose: str, now: datetime) -> Step | None:

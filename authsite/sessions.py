@@ -209,12 +209,6 @@ def proved_at(conn: Connection, *, session_id: int) -> datetime | None:
     return conn.execute(_PROVED, {"session_id": session_id}).scalar()
 
 
-def is_recently_authenticated(conn: Connection, *, session_id: int, within: timedelta, now: datetime) -> bool:
-    """Sudo mode: the session logged in or confirmed who it is no longer than `within` ago."""
-    proved = proved_at(conn, session_id=session_id)
-    return proved is not None and now - proved <= within
-
-
 def end_session(conn: Connection, *, session_id: int) -> bool:
     """Logout: the row goes, so the token is refused by every worker from the next request on.
     True if this call deleted it (of racing logouts of one session, exactly one)."""

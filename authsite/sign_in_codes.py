@@ -22,14 +22,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, bindparam, select
 
 from authsite import email_ownership, pending, rules, sessions, tokens
+from authsite.factors.second_factors import remove_all_factors
 from authsite.logins import STAMP_LOGIN, begin_second_step
 from authsite.models import User
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_WRONG_CODES = 5
 CODE_DIGITS = 6
-CODE = "sign_in_code"
-LINK = "sign_in_link"
+CODE = email_ownership.SIGN_IN_CODE
+LINK = email_ownership.SIGN_IN_LINK
 
 _user = User.__table__
 _BY_EMAIL = select(_user).where(_user.c.email_key == bindparam("key"))
@@ -60,6 +61,8 @@ class SignedIn:
     gone: bool = False  # no live code for this browser (never asked, expired, used, 5 wrong)
     ended: bool = False  # that wrong code was the fifth
     other_browser: bool = False  # a link opened where it was not asked for: ask before signing in
+    to: str = ""  # whose (masked address), for that question: nobody signs into another's account unawares
+    took_over: bool = False  # the code proved the address for the first time: what was set before went
 
 
 class SignInCodes:
@@ -88,7 +91,8 @@ class SignInCodes:
         pending.begin(conn, purpose=CODE, user_id=user.id, lifetime=CODE_LIFETIME, now=now, token=browser_token,
                       data={"code": self._digest(code, browser_token), "remember": remember, "next": next_path})
         pending.begin(conn, purpose=LINK, user_id=user.id, lifetime=CODE_LIFETIME, now=now, token=link,
-                      data={"browser": tokens.hash_token(browser_token), "remember": remember, "next": next_path})
+                      data={"browser": tokens.hash_token(browser_token), "remember": remember, "next": next_path,
+                            "to": email_ownership.mask(user.email or "")})
         conn.commit()
         return Mailable(user, code, link)
 
@@ -118,7 +122,7 @@ class SignInCodes:
         same_browser = bool(browser_token) and hmac.compare_digest(
             tokens.hash_token(browser_token) if tokens.is_well_formed(browser_token) else "", step.data.get("browser", ""))
         if not same_browser and not confirmed:
-            return SignedIn(other_browser=True, next_path=step.data.get("next", "/"))
+            return SignedIn(other_browser=True, next_path=step.data.get("next", "/"), to=step.data.get("to", ""))
         return self._sign_in(conn, step, ip=ip, user_agent=user_agent, replaces=replaces, now=now)
 
     def _sign_in(self, conn: Connection, step: pending.Step, *, ip, user_agent, replaces, now) -> SignedIn:
@@ -129,9 +133,17 @@ class SignInCodes:
         if row is None or not row.is_active:
             conn.commit()
             return SignedIn(gone=True)
+        # The code came through the account's mailbox: the address is proved. If it was not
+        # before, whoever signed up with it may not have been its owner (pre-hijacking): as after
+        # a reset link (authsite/web/reset.py), their second factors, pending steps (an email
+        # change among them) and sessions go, and so does their password, which nothing here
+        # replaces (the owner sets one with a reset link).
+        took_over = email_ownership.proved_by_mail(conn, user_id=step.user_id, now=now)
+        if took_over:
+            remove_all_factors(conn, user_id=step.user_id)
+            email_ownership.disable_password(conn, user_id=step.user_id)
+            row = conn.execute(_BY_ID, {"user_id": step.user_id}).first()
         user = User(**row._mapping)
-        # The code came through the account's mailbox: the address is proved.
-        email_ownership.proved_by_mail(conn, user_id=user.id, now=now)
         remember, next_path = bool(step.data.get("remember")), step.data.get("next") or "/"
         if user.mfa_enabled:
             token = begin_second_step(conn, user=user, remember=remember, via="code", replaces=replaces, now=now)
@@ -146,7 +158,7 @@ class SignInCodes:
         if token is None:
             return SignedIn(gone=True)
         user.last_login_at = now
-        return SignedIn(user=user, token=token, remember=remember, next_path=next_path)
+        return SignedIn(user=user, token=token, remember=remember, next_path=next_path, took_over=took_over)
 
 
 def _end_all(conn: Connection, user_id: int) -> None:

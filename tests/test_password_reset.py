@@ -318,7 +318,9 @@ def test_changing_the_email_on_the_account_page_voids_the_link(client, site, set
     mails = mails_sent_while(client, site, settings, lambda: stranger.post("/account/profile", data=change))
     [to_new] = [mail for mail in mails if mail["To"] == "alice@new.example.com"]
     link = re.search(r"/auth/verify/(\S+)", to_new.get_body(("plain",)).get_content()).group(1)
-    assert stranger.get(f"/auth/verify/{link}").status_code == 303  # the new address takes over
+    page = stranger.get(f"/auth/verify/{link}")
+    opened = stranger.post(f"/auth/verify/{link}", data={"csrf_token": csrf_from(page.text)})
+    assert opened.status_code == 303  # the new address takes over
 
     assert_invalid_link_page(choose_password(client, token))
 

@@ -273,3 +273,27 @@ def test_an_admin_ending_a_users_sessions_past_the_window_is_sent_to_confirm(cli
 
     assert response.headers["location"] == f"/auth/confirm?next=/admin/users/{bob.id}"
     assert bobs_browser.get("/api/me").status_code == 200
+
+
+def test_a_session_ended_during_a_sensitive_request_is_sent_to_log_in_not_to_confirm(logged_in_client, site, run_db):
+    # Another request (the account deactivated, "sign out everywhere") ended the session after this
+    # request's lookup and before its sudo check: that is a logout, not a question of confirming.
+    from types import SimpleNamespace
+
+    import pytest
+
+    from authsite.errors import NotLoggedIn
+    from authsite.middleware import SESSION_SCOPE_KEY
+    from authsite.web.deps import require_sudo
+
+    [mine] = one(run_db, Session)
+
+    async def end(db):
+        await db.delete(await db.get(Session, mine.id))
+        await db.commit()
+
+    run_db(end)
+    request = SimpleNamespace(scope={SESSION_SCOPE_KEY: SimpleNamespace(id=mine.id)})
+
+    with pytest.raises(NotLoggedIn):
+        logged_in_client.portal.call(lambda: require_sudo(site, request, next_path="/account"))

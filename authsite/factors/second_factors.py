@@ -248,6 +248,17 @@ def remove_all_factors(conn: Connection, *, user_id: int) -> bool:
     return had
 
 
+def remove_factors_since(conn: Connection, *, user_id: int, since: datetime) -> bool:
+    """Second factors and recovery codes added at `since` or later (while someone else held the
+    account, say). True if any went. The caller commits."""
+    went = conn.execute(delete(_totp).where(_totp.c.user_id == user_id, _totp.c.created_at >= since)).rowcount > 0
+    went = conn.execute(delete(_passkey).where(_passkey.c.user_id == user_id,
+                                               _passkey.c.created_at >= since)).rowcount > 0 or went
+    went = conn.execute(delete(_code).where(_code.c.user_id == user_id, _code.c.created_at >= since)).rowcount > 0 or went
+    after_removal(conn, user_id=user_id)
+    return went
+
+
 def available_methods(conn: Connection, *, user_id: int) -> list[str]:
     """How this account can answer a second step, in the order a page offers them."""
     methods = []

@@ -68,7 +68,7 @@ def account_router(site) -> APIRouter:
     async def update_profile(request: Request, form: Form) -> Response:
         async with site.database.sessionmaker() as db:
             user = await _current_user(db, request)
-            old_email = user.email
+            old_email, old_confirmed = user.email, user.email_confirmed_at is not None
             if _changes_email(form.get("email", ""), old_email):
                 # A new address can reset the password: a sensitive change (sudo mode).
                 kept = urlencode({name: form.get(name, "")[:300] for name in PROFILE_FIELDS})
@@ -87,7 +87,9 @@ def account_router(site) -> APIRouter:
                 return await refused(request, exc, form="profile", values=form)
         if user.email != old_email:
             await audit(site, request, Kind.EMAIL_CHANGED, user_id=user.id)
-            if old_email:
+            if old_email and verifying and not user.email:
+                await site.email_links.removed(request, user, old_email, old_confirmed=old_confirmed)
+            elif old_email:
                 notify(site, request, Notice.EMAIL_CHANGED, user=user, to=old_email,
                        new_email=user.email or "none (the address was removed)")
         elif verifying and _changes_email(wanted, old_email):

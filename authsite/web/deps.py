@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 
 from authsite import sessions
 from authsite.csrf import Csrf, CsrfFailed, is_cross_site
-from authsite.errors import ReauthenticationRequired
+from authsite.errors import NotLoggedIn, ReauthenticationRequired
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import utcnow
 from authsite.web.inputs import read_form
@@ -42,10 +42,12 @@ async def require_sudo(site, request: Request, *, next_path: str) -> None:
     the API), before anything changes. `next_path` is the page to come back to. The time is read
     from the session row here, not by every request's lookup: few requests are sensitive."""
     session = request.scope.get(SESSION_SCOPE_KEY)
-    recent = session is not None and await site.database.run(partial(
-        sessions.is_recently_authenticated, session_id=session.id, within=site.sudo_window, now=utcnow()
-    ))
-    if not recent:
+    proved = await site.database.run(partial(sessions.proved_at, session_id=session.id)) if session else None
+    if proved is None:
+        # Ended since this request's lookup (logged out elsewhere, the account deactivated): not
+        # a matter of confirming again, but of logging in.
+        raise NotLoggedIn()
+    if utcnow() - proved > site.sudo_window:
         raise ReauthenticationRequired(next_path)
 
 

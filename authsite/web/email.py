@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
 
 from authsite import email_ownership, flash, guards
-from authsite.email_ownership import CHANGE
+from authsite.email_ownership import CHANGE, mask
 from authsite.events import Kind
 from authsite.headers import no_referrer_path
 from authsite.mail import Mail
@@ -79,15 +79,28 @@ class EmailLinks:
         """The new address gets its link; the old one, a notice with the link that cancels."""
         change, cancel = await self.site.database.run(self._in_transaction(
             email_ownership.request_change, user_id=user.id, new_email=new_email, old_email=user.email,
+            old_confirmed=user.email_confirmed_at is not None,
         ))
         base = self.site.settings.public_url
         body = CHANGE_MAIL.format(username=user.username, email=new_email, site=self.site.name,
                                   link=f"{base}/auth/verify/{change}")
         self.site.mailer.send_later(Mail(to=new_email, subject=f"Confirm your new email address on {self.site.name}",
                                          body=body))
-        if cancel:
+        if user.email:
+            cancel_line = (f"cancel the change at once at {base}/auth/email-change/cancel/{cancel}" if cancel else
+                           f"reset your password at once at {base}/auth/reset")
             notify(self.site, request, Notice.EMAIL_CHANGE_REQUESTED, user=user, new_email=new_email,
-                   cancel=f"{base}/auth/email-change/cancel/{cancel}")
+                   cancel=cancel_line)
+
+    async def removed(self, request: Request, user: User, old_email: str, *, old_confirmed: bool) -> None:
+        """The address was removed at once: the old one is told, with a link that puts it back."""
+        cancel = await self.site.database.run(self._in_transaction(
+            email_ownership.after_removal, user_id=user.id, old_email=old_email, old_confirmed=old_confirmed,
+        ))
+        base = self.site.settings.public_url
+        cancel_line = (f"put it back at once at {base}/auth/email-change/cancel/{cancel}" if cancel else
+                       f"reset your password at once at {base}/auth/reset")
+        notify(self.site, request, Notice.EMAIL_REMOVED, user=user, to=old_email, cancel=cancel_line)
 
     def hold(self, user: User) -> str:
         """A sealed stand-in for the account on the "check your mail" page, good for an hour: it
@@ -115,18 +128,40 @@ def hold_page(site, request: Request, user: User, *, state: str = "sent", status
     return site.pages.render(request, "verify_hold.html", context, status_code=status_code)
 
 
-def mask(email: str) -> str:
-    """a***@example.com: enough for the owner to recognise, little for anyone looking over a shoulder."""
-    local, _, domain = email.partition("@")
-    return f"{local[:1]}***@{domain}" if domain else ""
-
-
 def email_router(site) -> APIRouter:
     router = APIRouter()
     Form = Annotated[dict[str, str], Depends(site.checked_form)]
 
+    # Before the link's own routes: "resend" is not a token.
+    @router.post("/auth/verify/resend", dependencies=[Depends(guards.already_logged_in)])
+    async def send_again_when_held(request: Request, form: Form) -> Response:
+        user_id = site.email_links.held_user_id(form.get("hold"))
+        async with site.database.sessionmaker() as db:
+            user = await db.get(User, user_id) if user_id is not None else None
+        if user is None or not user.is_active or not user.email:
+            return RedirectResponse("/auth/login", status_code=303)
+        if user.email_confirmed_at is not None:
+            return flash.redirect_with_flash("/auth/login", "email_confirmed", conn=request,
+                                             cookie_secure=site.settings.cookie_secure)
+        if retry := await _throttled(request, user):
+            page = hold_page(site, request, user, state="throttled", status_code=429)
+            page.headers["retry-after"] = str(retry)
+            return page
+        await site.email_links.send_verification(user)
+        return hold_page(site, request, user)
+
     @router.get("/auth/verify/{token}")
-    async def open_link(request: Request, token: str) -> Response:
+    async def link_page(request: Request, token: str) -> Response:
+        # Only a page with a button: mail systems open the links in incoming mail (to scan them),
+        # and such a visit must not prove anything (it would disarm the pre-hijacking defence).
+        step = await site.database.run(partial(email_ownership.find_link, token=token, now=utcnow()))
+        if step is None:
+            return _error(request, "Confirmation link not valid", INVALID_LINK)
+        context = {"token": token, "email": step.data.get("email", ""), "change": step.purpose == CHANGE}
+        return no_referrer_path(site.pages.render(request, "verify_link.html", context))
+
+    @router.post("/auth/verify/{token}")
+    async def open_link(request: Request, token: str, form: Form) -> Response:
         opened = await site.database.run(partial(email_ownership.open_link, token=token, now=utcnow()))
         if opened is None:
             return _error(request, "Confirmation link not valid", INVALID_LINK)
@@ -159,7 +194,7 @@ def email_router(site) -> APIRouter:
             return _error(request, "Link not valid", "This link does not work any more: it was used already or "
                                                       "is more than a week old.")
         await audit(site, request, Kind.EMAIL_CHANGE_CANCELLED, user_id=step.user_id)
-        return flash.redirect_with_flash("/auth/login", "email_change_cancelled", conn=request,
+        return flash.redirect_with_flash("/auth/reset", "email_change_cancelled", conn=request,
                                          cookie_secure=site.settings.cookie_secure)
 
     @router.post("/account/email/verify", dependencies=[Depends(guards.logged_in)])
@@ -174,23 +209,6 @@ def email_router(site) -> APIRouter:
         await site.email_links.send_verification(user)
         return flash.redirect_with_flash("/account", "verify_sent", conn=request,
                                          cookie_secure=site.settings.cookie_secure)
-
-    @router.post("/auth/verify/resend", dependencies=[Depends(guards.already_logged_in)])
-    async def send_again_when_held(request: Request, form: Form) -> Response:
-        user_id = site.email_links.held_user_id(form.get("hold"))
-        async with site.database.sessionmaker() as db:
-            user = await db.get(User, user_id) if user_id is not None else None
-        if user is None or not user.is_active or not user.email:
-            return RedirectResponse("/auth/login", status_code=303)
-        if user.email_confirmed_at is not None:
-            return flash.redirect_with_flash("/auth/login", "email_confirmed", conn=request,
-                                             cookie_secure=site.settings.cookie_secure)
-        if retry := await _throttled(request, user):
-            page = hold_page(site, request, user, state="throttled", status_code=429)
-            page.headers["retry-after"] = str(retry)
-            return page
-        await site.email_links.send_verification(user)
-        return hold_page(site, request, user)
 
     async def _throttled(request: Request, user: User) -> int | None:
         attempt = await site.throttle.attempt(site.limits.verify_mail(user.id, client_ip(request)))

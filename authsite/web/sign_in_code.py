@@ -146,7 +146,7 @@ def sign_in_code_router(site) -> APIRouter:
     async def code_page(request: Request, next: str = "/") -> Response:
         if not _browser_token(site, request):
             return RedirectResponse("/auth/code", status_code=303)
-        return site.pages.render(request, "code_confirm.html", {"next": safe_next(next), "notice": SENT})
+        return site.pages.render(request, "code_confirm.html", {"next": safe_next(next)})
 
     @router.post("/confirm", dependencies=on)
     async def check_code(request: Request, form: Form) -> Response:
@@ -165,8 +165,7 @@ def sign_in_code_router(site) -> APIRouter:
         if signed.user is None:
             await audit(site, request, Kind.LOGIN_FAILED, reason="wrong_code", via="code")
             return _code_form(request, next_path, {"code": WRONG_CODE}, 401)
-        response = RedirectResponse(second_step_url(signed.next_path) if signed.pending else signed.next_path,
-                                    status_code=303)
+        response = _signed_in_answer(request, signed)
         await finish(site, request, signed, response, via="code")
         return response
 
@@ -189,11 +188,19 @@ def sign_in_code_router(site) -> APIRouter:
             return site.pages.render(request, "error.html", context, status_code=400)
         if signed.other_browser:
             # Not the browser that asked (another device, a mail scanner): nothing happens until asked.
-            return site.pages.render(request, "code_link.html", {"link": link})
-        response = RedirectResponse(second_step_url(signed.next_path) if signed.pending else signed.next_path,
-                                    status_code=303)
+            return site.pages.render(request, "code_link.html", {"link": link, "to": signed.to})
+        response = _signed_in_answer(request, signed)
         await finish(site, request, signed, response, via="code_link")
         return response
+
+    def _signed_in_answer(request: Request, signed: SignedIn) -> Response:
+        if signed.pending:
+            return RedirectResponse(second_step_url(signed.next_path), status_code=303)
+        if signed.took_over:
+            # The first proof of this address: what was set up before it (by whoever) is gone.
+            return flash.redirect_with_flash("/account", "address_proved_by_code", conn=request,
+                                             cookie_secure=site.settings.cookie_secure)
+        return RedirectResponse(signed.next_path, status_code=303)
 
     def _code_form(request: Request, next_path: str, errors: dict, status_code: int) -> Response:
         return site.pages.render(request, "code_confirm.html", {"next": next_path, "errors": errors},
