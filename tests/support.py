@@ -288,3 +288,17 @@ def site_of_its_own(settings, *usernames: str, password: str = PASSWORD):
 
         client.portal.call(create)
         yield client, site
+
+
+def confirm_email(run_db, user_id: int | None = None) -> None:
+    """Mark the address of `user_id` (of every user, if None) as proved, as its verify link would."""
+    from sqlalchemy import update
+
+    from authsite.models import User, utcnow
+
+    async def confirm(db):
+        statement = update(User) if user_id is None else update(User).where(User.id == user_id)
+        await db.exec(statement.values(email_confirmed_at=utcnow()))
+        await db.commit()
+
+    run_db(confirm)

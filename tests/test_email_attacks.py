@@ -8,11 +8,10 @@ back, and a mail scanner's visit confirming an address."""
 import re
 
 import pytest
-from sqlalchemy import update
 from sqlmodel import select
 
-from authsite.models import Authenticator, User, utcnow
-from support import PASSWORD, csrf_from, form_token, log_in, turn_on_totp
+from authsite.models import Authenticator
+from support import confirm_email, PASSWORD, csrf_from, form_token, log_in, turn_on_totp
 from test_email_ownership import (
     ALICE_EMAIL, CANCEL_LINK, NEW_PASSWORD, PUBLIC_URL, RESET_LINK, Outbox, another_browser, change_email,
     is_logged_in, open_link, sign_up, stored,
@@ -163,12 +162,7 @@ def test_a_mail_scanner_fetching_the_verify_link_does_not_confirm_mallorys_accou
 def confirmed_alice(make_user, run_db):
     """Alice, whose address is proved (so a reset is no pre-hijacking take-back)."""
     alice = make_user("alice", email=ALICE_EMAIL)
-
-    async def confirm(db):
-        await db.exec(update(User).where(User.id == alice.id).values(email_confirmed_at=utcnow()))
-        await db.commit()
-
-    run_db(confirm)
+    confirm_email(run_db, alice.id)
     return alice
 
 

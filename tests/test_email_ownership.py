@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import select
 
-from authsite.models import Authenticator, PendingStep, User, utcnow
-from support import PASSWORD, csrf_from, form_token, log_in, site_of_its_own, turn_on_totp
+from authsite.models import Authenticator, PendingStep, User
+from support import confirm_email, PASSWORD, csrf_from, form_token, log_in, site_of_its_own, turn_on_totp
 
 PUBLIC_URL = "https://auth.example.com"
 ALICE_EMAIL = "alice@example.com"
@@ -102,12 +102,7 @@ def change_email(client, new=NEW_EMAIL):
 def confirmed_alice(make_user, run_db) -> User:
     """alice, whose address was proved: only then does it speak for her (the cancel link)."""
     alice = make_user("alice", email=ALICE_EMAIL)
-
-    async def confirm(db):
-        await db.exec(update(User).where(User.id == alice.id).values(email_confirmed_at=utcnow()))
-        await db.commit()
-
-    run_db(confirm)
+    confirm_email(run_db, alice.id)
     return alice
 
 

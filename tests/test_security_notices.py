@@ -117,15 +117,9 @@ async def _in_session(site, work):
 
 
 def test_an_email_change_is_told_to_the_old_address(alice, browser, outbox, run_db):
-    from sqlalchemy import update
+    from support import confirm_email
 
-    from authsite.models import User, utcnow
-
-    async def confirm(db):  # a proved address speaks for the owner: its notice can cancel
-        await db.exec(update(User).values(email_confirmed_at=utcnow()))
-        await db.commit()
-
-    run_db(confirm)
+    confirm_email(run_db)  # a proved address speaks for the owner: its notice can cancel
     press(browser, "/account/profile", "/account", email="alice@elsewhere.example", current_password=PASSWORD)
 
     mail = outbox.one("A new email address was asked for")

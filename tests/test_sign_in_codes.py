@@ -6,12 +6,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlmodel import select
 
 from authsite.models import PendingStep, User
-from support import csrf_from, form_token, log_in, site_of_its_own, turn_on_totp
+from support import confirm_email, csrf_from, form_token, log_in, site_of_its_own, turn_on_totp
 from test_email_ownership import ALICE_EMAIL, Outbox, PUBLIC_URL, another_browser, is_logged_in
 from test_enumeration import seen_by_client
 
@@ -28,7 +27,7 @@ def settings(make_settings):
 def alice(make_user, run_db):
     """alice, whose address is proved (a first proof by code is tests/test_email_attacks.py's story)."""
     user = make_user("alice", email=ALICE_EMAIL)
-    confirm_address(run_db)
+    confirm_email(run_db, user.id)
     return user
 
 
@@ -51,16 +50,6 @@ def type_code(client, code: str, next_path="/"):
     page = client.get("/auth/code/confirm")
     token = csrf_from(page.text) if page.status_code == 200 else form_token(client, "/auth/code")
     return client.post("/auth/code/confirm", data={"code": code, "next": next_path, "csrf_token": token})
-
-
-def confirm_address(run_db) -> None:
-    async def confirm(db):
-        from authsite.models import utcnow
-
-        await db.exec(update(User).values(email_confirmed_at=utcnow()))
-        await db.commit()
-
-    run_db(confirm)
 
 
 def wrong(code: str) -> str:

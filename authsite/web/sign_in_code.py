@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from authsite import cookies, flash, guards, tokens
 from authsite.events import Kind
+from authsite.factors.second_factors import available_methods
 from authsite.mail import Mail
 from authsite.middleware import SESSION_SCOPE_KEY
 from authsite.models import utcnow
@@ -261,7 +262,7 @@ def sign_in_code_api_router(site) -> APIRouter:
             await audit(site, request, Kind.LOGIN_FAILED, reason="wrong_code", via="api_code")
             return JSONResponse({"detail": WRONG_CODE}, status_code=401)
         if signed.pending:
-            methods = await site.database.run(partial(_methods, user_id=signed.user.id))
+            methods = await site.database.run(partial(available_methods, user_id=signed.user.id))
             response = JSONResponse({"mfa_required": True, "methods": methods}, status_code=202)
         else:
             response = JSONResponse({"user": user_json(signed.user)})
@@ -270,8 +271,3 @@ def sign_in_code_api_router(site) -> APIRouter:
 
     return router
 
-
-def _methods(conn, *, user_id: int) -> list[str]:
-    from authsite.factors.second_factors import available_methods
-
-    return available_methods(conn, user_id=user_id)
