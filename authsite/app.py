@@ -10,11 +10,9 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount
 
 from authsite import accounts, errors, events, guards, pending, resets, sessions
 from authsite.body_limit import BodyLimitMiddleware
@@ -35,6 +33,7 @@ from authsite.notices import Notices
 from authsite.passkey_logins import PasskeyLogins
 from authsite.passwords import PasswordHasher
 from authsite.sign_in_codes import SignInCodes
+from authsite.static_assets import StaticAssets
 from authsite.second_step import SecondStep
 from authsite.secret_key import load_or_create_secret_key
 from authsite.session_reader import SessionReader, open_reader
@@ -94,9 +93,10 @@ class AuthSite:
             remember=settings.remember_seconds,
         )
         self.hasher = PasswordHasher()
+        self.assets = StaticAssets(resource_dir("static"), url_prefix=self.static_path)
         self.relying_party = RelyingParty.from_base_url(settings.public_url, name=self.name)
         self.pages = Pages(
-            templates_dir=templates_dir, static_path=self.static_path, site_name=self.name,
+            templates_dir=templates_dir, static_url=self.assets.url, site_name=self.name,
             allow_signup=settings.allow_signup, passkeys=self.relying_party.available,
             login_by_code=settings.login_by_code,
         )
@@ -136,7 +136,7 @@ class AuthSite:
         app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
         api, passkey_api, code_api = api_router(self), passkey_api_router(self), sign_in_code_api_router(self)
         served = [
-            Mount(self.static_path, StaticFiles(directory=resource_dir("static")), name="authsite-static"),
+            self.assets.route(),
             auth_router(self), passkey_pages_router(self), mfa_router(self), confirm_router(self), email_router(self),
             sign_in_code_router(self),
             register_router(self), reset_router(self), security_router(self), account_router(self),

@@ -1,5 +1,6 @@
 """Jinja2 pages: our templates (overridable by a folder of the site's own) and the CSRF token each form needs."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from authsite import cookies, events, flash
+from authsite import compression, cookies, events, flash
 from authsite.csrf import Csrf
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -21,7 +22,7 @@ def resource_dir(name: str) -> Path:
 
 
 class Pages:
-    def __init__(self, *, templates_dir: Path | None, static_path: str, site_name: str, allow_signup: bool,
+    def __init__(self, *, templates_dir: Path | None, static_url: Callable[[str], str], site_name: str, allow_signup: bool,
                  passkeys: bool = False, login_by_code: bool = False):
         folders = [templates_dir] if templates_dir else []
         loader = jinja2.ChoiceLoader(
@@ -34,7 +35,7 @@ class Pages:
         env.globals["passkeys"] = passkeys  # whether the site can offer passkeys (its base URL allows them)
         env.filters["when"] = _when
         env.filters["describe_event"] = events.describe
-        env.globals["static"] = lambda file: f"{static_path.rstrip('/')}/{file}"
+        env.globals["static"] = static_url  # a file's content-hashed address (authsite/static_assets.py)
         self.templates = Jinja2Templates(env=env)
         self.csrf: Csrf | None = None
 
@@ -51,6 +52,7 @@ class Pages:
             cookies.set_csrf_cookie(response, token.new_cookie, secure=secure)
         if flashed is not None:
             flash.clear(response, secure=secure)
+        _compress_for(request, response)
         return response
 
 
@@ -71,6 +73,15 @@ class _FormToken:
         return self._value
 
     __html__ = __str__  # URL-safe characters only: nothing to escape
+
+
+def _compress_for(request: Request, response: Response) -> None:
+    """Gzip a rendered page for a browser that accepts it (authsite/compression.py says why it is safe)."""
+    response.headers["vary"] = "accept-encoding"
+    if compression.worth_compressing(response.body) and compression.accepts_gzip(request.headers.get("accept-encoding")):
+        response.body = compression.compress(response.body)
+        response.headers["content-encoding"] = "gzip"
+        response.headers["content-length"] = str(len(response.body))
 
 
 def _when(moment) -> str:
