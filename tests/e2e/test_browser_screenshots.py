@@ -1,4 +1,4 @@
-"""Every page at phone width (360 px) and at desktop width: nothing scrolls sideways,
+"""Every page at phone width (360 px) and at desktop width (light and dark): nothing scrolls sideways,
 and each is photographed into screenshots/ (the folder CI keeps).
 
 `REFRESH_DOCS_SCREENSHOTS=1 pytest tests/e2e -k screenshot` also rewrites the few
@@ -15,11 +15,14 @@ from browsing import expect, fill_in_login, log_in, log_out, notice, set_up_auth
 from e2e_common import DESKTOP, PHONE, REPO, User
 
 pytestmark = pytest.mark.sqlite_only
-VIEWPORTS = {"phone": PHONE, "desktop": DESKTOP}
+# Each page at phone and desktop size, and at desktop size in the dark colour scheme too.
+VIEWPORTS = {"phone": PHONE, "desktop": DESKTOP, "desktop-dark": DESKTOP}
+COLOR_SCHEMES = {"desktop-dark": "dark"}
 DOCS_SCREENSHOTS = REPO / "docs" / "screenshots"
 # The README's pictures: viewport-sized (not full-page) to stay small.
 DOCS_SHOTS = {("login", "phone"), ("login", "desktop"), ("account", "desktop"), ("admin-users", "desktop"),
-              ("totp-setup", "desktop"), ("recovery-codes", "desktop")}
+              ("totp-setup", "desktop"), ("recovery-codes", "desktop"), ("login", "desktop-dark"),
+              ("account", "desktop-dark")}
 SIDEWAYS_OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
@@ -228,7 +231,8 @@ PAGES = {  # name: (who is logged in, how to get there)
 def test_the_page_fits_the_screen_and_is_photographed(name, viewport, new_context, cast, live_site, watch, screenshots):
     who, go_there = PAGES[name]
     state = {"admin": cast.admin_state, "member": cast.member_state}.get(who)
-    page = new_context(viewport=VIEWPORTS[viewport], storage_state=state).new_page()
+    scheme = COLOR_SCHEMES.get(viewport, "light")
+    page = new_context(viewport=VIEWPORTS[viewport], color_scheme=scheme, storage_state=state).new_page()
 
     status = go_there(page, cast, live_site) or 200
     watch.expect_status(status)  # an error page on purpose: see the console rule in conftest.py
