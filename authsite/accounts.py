@@ -23,6 +23,10 @@ USERNAME_TAKEN = "That username is taken."
 USERNAME_CONFUSABLE = "That username looks too much like one that is taken. Choose another."
 EMAIL_TAKEN = "That email address belongs to another account."
 WRONG_PASSWORD = "That is not your current password."
+CURRENT_PASSWORD_FOR_EMAIL = "Enter your current password to change your email."
+CHOOSE_USERNAME = "Choose a username."
+CHOOSE_PASSWORD = "Choose a password."
+EMAIL_REQUIRED = "Enter your email address: this site confirms it before you log in."
 CHANGED_MEANWHILE = (
     "Your password was changed by another request meanwhile, so this change was not made. "
     "Log in again with the password now in force."
@@ -34,12 +38,19 @@ Confirm = Callable[[User, str], Awaitable[Confirmation]]
 
 
 class AccountError(Exception):
-    """A request the domain refuses, with the form field it concerns."""
+    """A request the domain refuses, with the form field it concerns. A check of a whole form
+    refuses it once with every field's message in `errors`, in form order; `field` is the first."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, *, errors: dict[str, str] | None = None):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.errors = errors or {field: message}
+
+    @classmethod
+    def of(cls, errors: dict[str, str]) -> "AccountError":
+        field, message = next(iter(errors.items()))
+        return cls(field, message, errors=errors)
 
 
 class ChangedMeanwhile(AccountError):
@@ -98,21 +109,16 @@ async def create_user(
     password: str,
     email: str | None = None,
     scopes: Iterable[str] = DEFAULT_SCOPES,
+    password_confirm: str | None = None,
+    email_required: bool = False,
 ) -> User:
-    """A new account; raises AccountError naming the first field that is wrong."""
-    if problem := rules.username_problem(username):
-        raise AccountError("username", problem)
+    """A new account; raises AccountError with every field that is wrong (see `new_account_problems`)."""
+    problems = await new_account_problems(db=db, username=username, password=password, email=email,
+                                          password_confirm=password_confirm, email_required=email_required)
+    if problems:
+        raise AccountError.of(problems)
     email = checked_email(email)
-    if problem := await strength.password_problem(password, user_inputs=[username, email or ""]):
-        raise AccountError("password", problem)
-    if await get_user_by_username(db, username):
-        raise AccountError("username", USERNAME_TAKEN)
     skeleton = rules.username_skeleton(username)
-    if await _skeleton_is_taken(db, skeleton):
-        # The same name may have been committed by a racing sign-up since the check above.
-        raise await _which_is_taken(db, username)
-    if email and await get_user_by_email(db, email):
-        raise AccountError("email", EMAIL_TAKEN)
     user = User(
         username=rules.normalise_username(username),
         username_key=rules.username_key(username),
@@ -131,6 +137,63 @@ async def create_user(
         raise await _which_is_taken(db, username) from None
     await db.refresh(user)
     return user
+
+
+async def new_account_problems(
+    *, db: AsyncSession, username: str, password: str, email: str | None = None,
+    password_confirm: str | None = None, email_required: bool = False,
+) -> dict[str, str]:
+    """Why each field of a new account is refused, in form order; empty when all are fine.
+    Every field is judged, so a sign-up form learns all its problems in one go. This says no
+    more than checking one field at a time did: a taken name or address was always reported
+    to whoever sent it with the other fields right."""
+    problems = {}
+    if problem := await _new_username_problem(db, username):
+        problems["username"] = problem
+    if problem := await _new_email_problem(db, email, required=email_required):
+        problems["email"] = problem
+    # Judged also when other fields are wrong, so that they all show at once.
+    problems |= await new_password_problems(password, password_confirm, user_inputs=[username, (email or "").strip()])
+    return problems
+
+
+async def new_password_problems(
+    password: str, confirm: str | None, *, user_inputs: list[str],
+    fields: tuple[str, str] = ("password", "password_confirm"),
+) -> dict[str, str]:
+    """Why a new password, and its confirmation when one was typed (`confirm` not None), are refused,
+    by field (`fields` names the two). The strength is judged here once: it costs real CPU."""
+    field, confirm_field = fields
+    problems = {}
+    if not password:
+        problems[field] = CHOOSE_PASSWORD
+    elif problem := await strength.password_problem(password, user_inputs=user_inputs):
+        problems[field] = problem
+    if password and confirm is not None and password != confirm:
+        problems[confirm_field] = rules.PASSWORDS_DIFFER
+    return problems
+
+
+async def _new_username_problem(db: AsyncSession, username: str) -> str | None:
+    if not username:
+        return CHOOSE_USERNAME
+    if problem := rules.username_problem(username):
+        return problem
+    if await get_user_by_username(db, username):
+        return USERNAME_TAKEN
+    if await _skeleton_is_taken(db, rules.username_skeleton(username)):
+        return USERNAME_CONFUSABLE
+    return None
+
+
+async def _new_email_problem(db: AsyncSession, email: str | None, *, required: bool) -> str | None:
+    if not email or not email.strip():
+        return EMAIL_REQUIRED if required else None
+    try:
+        email = rules.normalise_email(email.strip())
+    except ValueError as exc:
+        return str(exc)
+    return EMAIL_TAKEN if await get_user_by_email(db, email) else None
 
 
 async def record_login(*, db: AsyncSession, user: User) -> None:
@@ -209,6 +272,9 @@ async def update_profile(
             raise AccountError(field, problem)
     email = checked_email(email)
     if (email or None) != user.email:
+        if not current_password:
+            # Nothing typed is not a guess: say what to do, and count no failed check.
+            raise AccountError("current_password", CURRENT_PASSWORD_FOR_EMAIL)
         await _confirm(confirm, user, current_password)
         if email and (other := await get_user_by_email(db, email)) and other.id != user.id:
             raise AccountError("email", EMAIL_TAKEN)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -270,7 +271,9 @@ def _install_error_pages(app: FastAPI, site: AuthSite) -> None:
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if errors.is_api_request(request):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-        context = {"title": _TITLES.get(exc.status_code, "Something went wrong"), "message": exc.detail}
+        # Starlette's bare reason phrase ("Not Found") under our own title would say it twice, differently.
+        message = _MESSAGES.get(exc.status_code, exc.detail) if exc.detail == _phrase(exc.status_code) else exc.detail
+        context = {"title": _TITLES.get(exc.status_code, "Something went wrong"), "message": message}
         return site.pages.render(request, "error.html", context, status_code=exc.status_code)
 
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -284,6 +287,17 @@ def _install_error_pages(app: FastAPI, site: AuthSite) -> None:
 
 
 _TITLES = {400: "Bad request", 404: "Page not found", 405: "Method not allowed", 413: "Too large", 415: "Wrong form type"}
+_MESSAGES = {
+    404: "There is no page at this address. Check it for typing mistakes, or start again from the home page.",
+    405: "This page cannot be used that way. Go back and use its links and buttons.",
+}
+
+
+def _phrase(status_code: int) -> str | None:
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return None
 
 
 def jsonable_errors(exc: RequestValidationError) -> list[dict]:

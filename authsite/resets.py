@@ -7,7 +7,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from authsite import accounts, strength, tokens, user_admin
+from authsite import accounts, tokens, user_admin
 from authsite.models import PasswordReset, User, utcnow
 from authsite.passwords import PasswordHasher
 
@@ -53,16 +53,19 @@ async def get_user_by_reset_token(*, db: AsyncSession, token: str) -> User | Non
     return user
 
 
-async def reset_password(*, db: AsyncSession, hasher: PasswordHasher, token: str, password: str) -> User | None:
+async def reset_password(*, db: AsyncSession, hasher: PasswordHasher, token: str, password: str,
+                         password_confirm: str | None = None) -> User | None:
     """Spend the link and set the password in one transaction; None if the link is not live.
+    A refused password raises AccountError with the password's and the confirmation's problems.
 
     The DELETE ... RETURNING claims the link: of two simultaneous uses the
     database lets exactly one delete the row, and only that one goes on."""
     user = await get_user_by_reset_token(db=db, token=token)
     if user is None:
         return None
-    if problem := await strength.password_problem(password, user_inputs=[user.username, user.email or ""]):
-        raise accounts.AccountError("password", problem)
+    user_inputs = [user.username, user.email or ""]
+    if problems := await accounts.new_password_problems(password, password_confirm, user_inputs=user_inputs):
+        raise accounts.AccountError.of(problems)
     password_hash = await hasher.hash(password)
     claimed = await db.exec(
         delete(PasswordReset)

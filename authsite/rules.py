@@ -27,6 +27,9 @@ SITE_WORDS = ("authsite",)
 STRENGTH_CHECK_CHARS = 72
 
 
+PASSWORDS_DIFFER = "The two passwords differ."
+
+
 MAX_ROW_ID = 2**31 - 1  # ids are 32-bit on Postgres
 
 

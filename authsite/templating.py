@@ -24,10 +24,11 @@ def resource_dir(name: str) -> Path:
 class Pages:
     def __init__(self, *, templates_dir: Path | None, static_url: Callable[[str], str], site_name: str, allow_signup: bool,
                  passkeys: bool = False, login_by_code: bool = False):
-        folders = [templates_dir] if templates_dir else []
-        loader = jinja2.ChoiceLoader(
-            [jinja2.FileSystemLoader(str(f)) for f in [*folders, resource_dir("templates")]]
-        )
+        ours = jinja2.FileSystemLoader(str(resource_dir("templates")))
+        # The site's own folder first, then ours; ours also as "authsite/<name>", so a site's
+        # login.html can extend "authsite/login.html" and fill one block (a logo) instead of copying it.
+        theirs = [jinja2.FileSystemLoader(str(templates_dir))] if templates_dir else []
+        loader = jinja2.ChoiceLoader([*theirs, ours, jinja2.PrefixLoader({"authsite": ours})])
         env = jinja2.Environment(loader=loader, autoescape=True, auto_reload=False)
         env.globals["site_name"] = site_name
         env.globals["allow_signup"] = allow_signup

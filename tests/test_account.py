@@ -3,16 +3,18 @@ profile form; and a deactivated account, whose sessions end at once."""
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from sqlmodel import select
 
 from authsite import accounts, devices, tokens
-from authsite.models import Session, User
-from support import PASSWORD, csrf_from, log_in
+from authsite.models import Session, User, utcnow
+from support import PASSWORD, FormPage, csrf_from, log_in
 
 FIREFOX_ON_LINUX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 SAFARI_ON_IPHONE = (
@@ -103,6 +105,48 @@ class AccountPage(HTMLParser):
         return row
 
 
+class SectionLinks(HTMLParser):
+    """The account page's section navigation (its links' texts and targets) and the sections
+    the page holds: each element's id with the text of the first heading inside it."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.links: dict[str, str] = {}
+        self.headings: dict[str, str] = {}
+        self._in_nav = False
+        self._href: str | None = None
+        self._open: list[str] = []  # ids of the sections entered and not yet named by a heading
+        self._heading: str | None = None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "nav" and attributes.get("aria-label") == "Account sections":
+            self._in_nav = True
+        elif tag == "a" and self._in_nav:
+            self._href = attributes.get("href", "")
+            self.links[self._href] = ""
+        elif tag == "section" and "id" in attributes:
+            self._open.append(attributes["id"])
+        elif tag == "h2" and self._open:
+            self._heading = self._open.pop()
+            self.headings[self._heading] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "nav":
+            self._in_nav = False
+        elif tag == "a":
+            self._href = None
+        elif tag == "h2":
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._href is not None:
+            self.links[self._href] += data.strip()
+        if self._heading is not None:
+            self.headings[self._heading] += data
+
+
 @pytest.fixture
 def new_browser(app, client):
     """Another browser on the same running site: its own cookies, the same app and event loop."""
@@ -178,6 +222,12 @@ def load_user(run_db, username="alice") -> User:
     return run_db(load)
 
 
+def form_html(html: str, action: str) -> str:
+    """The markup of the form posting to `action` (one that must be there, once)."""
+    [form] = re.findall(rf'<form method="post" action="{re.escape(action)}".*?</form>', html, re.DOTALL)
+    return form
+
+
 def assert_sent_to_account(response):
     assert response.status_code == 303, response.text[:300]
     assert urlsplit(response.headers["location"]).path == "/account"
@@ -209,6 +259,32 @@ def test_the_account_page_shows_the_users_details(client, make_user, run_db):
     assert details["Permissions"].split() == ["authenticated", "admin"]
     assert details["Member since"].strip() == when(stored.created_at)
     assert details["Last login"].strip() == when(stored.last_login_at)
+
+
+def test_a_section_navigation_leads_to_each_part_of_the_page(logged_in_client):
+    page = SectionLinks(logged_in_client.get("/account").text)
+
+    assert list(page.links.values()) == ["Profile", "Password", "Security", "Sessions", "Activity"]
+    for href, name in page.links.items():
+        assert href.startswith("#"), href
+        assert name.lower() in page.headings[href[1:]].lower(), (href, page.headings)
+
+
+def test_the_security_summary_leads_to_the_security_page(logged_in_client):
+    page = SectionLinks(logged_in_client.get("/account").text)
+
+    assert "Second factors" in page.headings["security"] or "Security" in page.headings["security"]
+    assert "/account/security" in FormPage(logged_in_client.get("/account").text).links
+
+
+def test_the_security_page_shares_the_section_navigation(logged_in_client):
+    html = logged_in_client.get("/account/security").text
+    page = SectionLinks(html)
+
+    assert page.links == {"/account#profile": "Profile", "/account#password": "Password",
+                          "/account/security": "Security", "/account#sessions": "Sessions",
+                          "/account#activity": "Activity"}
+    assert re.search(r'<a href="/account/security" aria-current="page">Security</a>', html)
 
 
 def test_signing_up_counts_as_the_first_login(client, run_db):
@@ -386,6 +462,58 @@ def test_sign_out_everywhere_else_keeps_only_this_session(logged_in_client, seco
     assert [row.id for row in account_page(logged_in_client).sessions] == [session_id_of(logged_in_client, run_db)]
 
 
+def test_the_account_page_asks_before_ending_every_other_session(logged_in_client, second_device):
+    page = FormPage(logged_in_client.get("/account").text)
+
+    # A link to a page that asks, not a button that ends them at once.
+    assert "/account/sessions/revoke-others" in page.links
+    assert is_logged_in(second_device)
+
+
+def test_the_question_page_holds_the_real_form_and_a_way_back(logged_in_client, second_device):
+    response = logged_in_client.get("/account/sessions/revoke-others")
+
+    assert response.status_code == 200
+    assert "End every other session?" in response.text
+    form = FormPage(form_html(response.text, "/account/sessions/revoke-others"))
+    [button] = form.buttons
+    assert "danger" in button.get("class", "").split()
+    assert "csrf_token" in form.inputs
+    assert "/account#sessions" in FormPage(response.text).links  # Cancel
+    assert "1 other" in " ".join(response.text.split())
+    assert is_logged_in(second_device)
+
+
+def test_answering_yes_on_the_question_page_ends_the_others(logged_in_client, second_device):
+    token = csrf_from(logged_in_client.get("/account/sessions/revoke-others").text)
+
+    response = logged_in_client.post("/account/sessions/revoke-others", data={"csrf_token": token})
+
+    assert_sent_to_account(response)
+    assert not is_logged_in(second_device)
+    assert is_logged_in(logged_in_client)
+
+
+def test_past_the_sudo_window_the_question_comes_after_confirming_who_they_are(logged_in_client, run_db):
+    async def age(db):
+        await db.exec(update(Session).values(authenticated_at=utcnow() - timedelta(hours=1)))
+        await db.commit()
+
+    run_db(age)
+
+    response = logged_in_client.get("/account/sessions/revoke-others")
+
+    assert (response.status_code, response.headers["location"]) == (
+        303, "/auth/confirm?next=/account/sessions/revoke-others")
+
+
+def test_the_question_page_needs_a_login(client):
+    response = client.get("/account/sessions/revoke-others")
+
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/auth/login")
+
+
 def test_sign_out_everywhere_else_leaves_other_users_alone(logged_in_client, new_browser, make_user):
     make_user("bob")
     bob = new_browser()
@@ -458,6 +586,29 @@ def test_changing_the_email_needs_the_current_password(client, make_user, run_db
     assert (stored.email, stored.first_name) == ("alice@example.com", None)
 
 
+@pytest.mark.parametrize("current_password", [None, ""], ids=["missing", "empty"])
+def test_an_email_change_without_the_current_password_says_to_enter_it(client, make_user, current_password):
+    make_user("alice", email="alice@example.com")
+    log_in(client)
+    fields = {"email": "new@example.com"}
+    if current_password is not None:
+        fields["current_password"] = current_password
+
+    response = post_from_account(client, "/account/profile", **fields)
+
+    message = AccountPage(response.text).error_for("profile-current-password")
+    assert message == "Enter your current password to change your email."
+
+
+def test_a_wrong_current_password_for_an_email_change_is_called_wrong(client, make_user):
+    make_user("alice", email="alice@example.com")
+    log_in(client)
+
+    response = post_from_account(client, "/account/profile", email="new@example.com", current_password="not mine 123")
+
+    assert AccountPage(response.text).error_for("profile-current-password") == "That is not your current password."
+
+
 def test_a_new_email_with_the_right_current_password_waits_for_its_link(client, make_user, run_db):
     # The change itself, when the link is opened: tests/test_email_ownership.py.
     make_user("alice", email="alice@example.com")
@@ -509,6 +660,34 @@ def test_a_refused_profile_form_never_shows_the_password_back(logged_in_client):
 
     assert response.status_code == 400
     assert PASSWORD not in response.text
+
+
+# Password
+
+
+def password_form_inputs(html: str) -> dict[str, dict[str, str]]:
+    return FormPage(form_html(html, "/account/password")).inputs
+
+
+def test_the_password_form_tells_a_password_manager_whose_password_it_is(logged_in_client):
+    username = password_form_inputs(logged_in_client.get("/account").text)["username"]
+
+    assert (username["autocomplete"], username["value"]) == ("username", "alice")
+    assert "readonly" in username
+
+
+def test_the_username_sent_with_a_new_password_is_ignored(logged_in_client, make_user, client):
+    make_user("bob")
+    new = "a new long password 77"
+
+    response = post_from_account(logged_in_client, "/account/password", username="bob", current_password=PASSWORD,
+                                 new_password=new, new_password_confirm=new)
+
+    assert_sent_to_account(response)
+    logged_in_client.cookies.clear()
+    assert log_in(logged_in_client, "alice", new).status_code == 303
+    logged_in_client.cookies.clear()
+    assert log_in(logged_in_client, "bob", PASSWORD).status_code == 303
 
 
 # Forged requests

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, update
 from sqlmodel import select
 
+from authsite.events import Kind
 from authsite.models import PasswordReset, Session, User, utcnow
 from support import PASSWORD, csrf_from, form_token, log_in, statements_sent
 
@@ -22,6 +23,9 @@ NEXT_PAGE = re.compile(r'href="(/admin/users\?[^"]*)"[^>]*>\s*Next page')
 RESET_LINK = re.compile(r'value="(https?://[^"]+/auth/reset/([A-Za-z0-9_-]+))"')
 CSRF_VALUE = re.compile(r'name="csrf_token" value="[^"]*"')
 SCOPE_BOX = re.compile(r'<input [^>]*name="scopes" type="checkbox" value="([^"]+)"[^>]*>')
+PERMISSIONS_CELL = re.compile(
+    r'>([^<]+)</a></td>\s*<td data-label="Email">[^<]*</td>\s*<td data-label="Permissions">(.*?)</td>')
+EVENT_OPTION = re.compile(r'<option value="([^"]*)"[^>]*>([^<]*)</option>')
 NO_SUCH_ID = 987654
 # A plain admin may hand out `reports` (AUTHSITE_ADMIN_GRANTABLE_SCOPES); `billing` and every
 # other scope are for super users.
@@ -233,6 +237,26 @@ def test_the_list_shows_every_user_with_email_and_permissions(admin, make_user):
     assert listed(response) == ["ada", "bob"]
     assert "bob@example.com" in response.text
     assert "reports" in response.text
+
+
+def test_the_list_shows_only_the_permissions_beyond_authenticated(admin, make_user):
+    make_user("bob", scopes=("authenticated", "reports"))
+    make_user("cee")
+
+    rows = dict(PERMISSIONS_CELL.findall(admin.get("/admin/users").text))
+
+    assert rows["bob"].strip() == '<span class="tag">reports</span>'
+    assert rows["cee"].strip() == "—"
+    assert rows["ada"].strip() == '<span class="tag">admin</span>'
+
+
+def test_the_audit_filter_names_each_kind_of_event_in_words(admin):
+    options = dict(EVENT_OPTION.findall(admin.get("/admin/events").text))
+
+    assert options["login_failed"] == "Failed login"
+    assert options["scopes_changed"] == "Permissions changed"
+    assert set(options) == {"", *(kind.value for kind in Kind)}
+    assert not [label for label in options.values() if "_" in label]
 
 
 def test_search_finds_users_whose_name_starts_with_the_query_in_any_case(admin, run_db, site):
@@ -906,3 +930,92 @@ def test_two_supers_deactivating_each_other_at_once_leave_one_active(app, client
     )
 
     assert_exactly_one_won(rounds, refusal="no longer active")
+
+
+# Deactivating asks first (issue 16, item 8)
+
+DEACTIVATE_LINK = re.compile(r'<a [^>]*class="button danger"[^>]*href="(/admin/users/\d+/deactivate)"[^>]*>')
+
+
+def test_the_user_page_offers_deactivate_as_a_dangerous_link_not_a_radio(admin, alice):
+    page = admin.get(f"/admin/users/{alice.id}").text
+
+    assert DEACTIVATE_LINK.search(page).group(1) == f"/admin/users/{alice.id}/deactivate"
+    assert 'name="active" type="radio" value="false"' not in page
+    assert '<input type="hidden" name="active" value="true">' in page
+
+
+def test_the_deactivate_page_asks_first_and_changes_nothing(admin, alice, run_db):
+    page = admin.get(f"/admin/users/{alice.id}/deactivate")
+
+    assert page.status_code == 200
+    assert f'<form method="post" action="/admin/users/{alice.id}"' in page.text
+    assert '<input type="hidden" name="active" value="false">' in page.text
+    assert '<input type="hidden" name="scopes" value="authenticated">' in page.text
+    assert re.search(r'<button type="submit" class="button danger">Deactivate alice</button>', page.text)
+    assert re.search(rf'<a [^>]*href="/admin/users/{alice.id}"[^>]*>Cancel</a>', page.text)
+    assert reload(run_db, alice.id).is_active
+
+
+def test_confirming_deactivates_and_keeps_the_permissions(admin, alice, run_db, make_user):
+    bob = make_user("bob", scopes=("authenticated", "reports", "billing"))
+    page = admin.get(f"/admin/users/{bob.id}/deactivate").text
+    form_html = re.search(rf'<form method="post" action="/admin/users/{bob.id}".*?</form>', page, re.S).group(0)
+    fields = re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', form_html)
+
+    form = {}
+    for name, value in fields:
+        form.setdefault(name, []).append(html.unescape(value))
+
+    response = admin.post(f"/admin/users/{bob.id}", data=form)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/admin/users/{bob.id}"
+    bob = reload(run_db, bob.id)
+    assert not bob.is_active
+    assert bob.scopes == ["authenticated", "reports", "billing"]
+
+
+def test_an_already_deactivated_user_is_not_asked_about_again(admin, make_user):
+    bob = make_user("bob", active=False)
+
+    response = admin.get(f"/admin/users/{bob.id}/deactivate")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/admin/users/{bob.id}"
+    page = admin.get(f"/admin/users/{bob.id}").text
+    assert 'name="active" type="radio" value="true"' in page  # reactivating needs no second step
+
+
+def test_the_deactivate_page_is_for_admins_only_and_404s_for_an_unknown_id(admin, alice, logged_in_client):
+    assert logged_in_client.get(f"/admin/users/{alice.id}/deactivate").status_code == 403
+    assert admin.get(f"/admin/users/{NO_SUCH_ID}/deactivate").status_code == 404
+
+
+@pytest.mark.parametrize(("action", "question"), [
+    ("revoke-sessions", "End every session of bob?"),
+    ("mfa-reset", "Remove bob's second factors?"),
+])
+def test_the_other_destructive_actions_ask_first_on_a_page_holding_the_real_form(superuser, make_user, action, question):
+    bob = make_user("bob")
+
+    page = superuser.get(f"/admin/users/{bob.id}/{action}")
+
+    assert page.status_code == 200
+    assert f"<h1>{question}</h1>" in html.unescape(page.text)
+    form_html = re.search(rf'<form method="post" action="/admin/users/{bob.id}/{action}".*?</form>', page.text, re.S)
+    assert form_html and 'class="button danger"' in form_html.group(0)
+    assert f'href="/admin/users/{bob.id}">Cancel</a>' in page.text
+
+
+def test_the_user_page_links_to_the_questions_instead_of_posting_at_once(superuser, make_user):
+    bob = make_user("bob")
+
+    page = superuser.get(f"/admin/users/{bob.id}").text
+
+    assert f'action="/admin/users/{bob.id}/revoke-sessions"' not in page
+    assert f'<a class="button danger" href="/admin/users/{bob.id}/revoke-sessions">' in page
+
+
+def test_asking_about_an_unknown_user_is_404(superuser):
+    assert superuser.get("/admin/users/99999/revoke-sessions").status_code == 404

@@ -185,3 +185,20 @@ def test_the_example_app_serves_its_own_route_and_guards_the_dashboard(monkeypat
     assert response.headers["location"] == "/auth/login?next=%2Fdashboard"
     # It read this environment: its key went to the data dir we named.
     assert (tmp_path / "example-data" / "secret_key").is_file()
+
+
+def test_a_host_app_puts_its_logo_on_the_login_page_by_filling_one_block(make_settings, tmp_path):
+    folder = tmp_path / "my_templates"
+    folder.mkdir()
+    (folder / "login.html").write_text(
+        '{% extends "authsite/login.html" %}{% block brand %}<img src="/logo.svg" alt="Example Club">{% endblock %}'
+    )
+    app = FastAPI()
+    AuthSite(make_settings(), templates_dir=folder).install(app)
+
+    with TestClient(app) as client:
+        page = client.get("/auth/login")
+
+    assert page.status_code == 200
+    assert '<img src="/logo.svg" alt="Example Club">' in page.text
+    assert 'name="password"' in page.text  # the rest of our page is still there

@@ -55,6 +55,17 @@ def test_every_visible_login_input_has_a_label(client):
         assert form.inputs[name]["id"] in form.label_targets, name
 
 
+def test_remember_me_stays_ticked_after_a_failed_login(client, user):
+    ticked = post_login(client, username="alice", password="not the password", remember="on")
+    unticked = post_login(client, username="alice", password="not the password")
+    missing_password = post_login(client, username="alice", password="", remember="on")
+
+    assert ticked.status_code == 401
+    assert "checked" in FormPage(ticked.text).inputs["remember"]
+    assert "checked" not in FormPage(unticked.text).inputs["remember"]
+    assert "checked" in FormPage(missing_password.text).inputs["remember"]
+
+
 # POST /auth/login: success
 
 
@@ -196,6 +207,34 @@ def test_logout_page_shows_a_button_and_does_not_log_out(logged_in_client):
     form = FormPage(page.text)
     assert form.buttons
     assert form.inputs["csrf_token"]["value"]
+    assert logged_in_client.get("/api/me").status_code == 200
+
+
+def cancel_link(page) -> str:
+    [href] = re.findall(r'<a [^>]*href="([^"]*)"[^>]*>Cancel</a>', page.text)
+    return href
+
+
+@pytest.mark.parametrize(
+    ("query", "referer", "back_to"),
+    [
+        ("", None, "/account"),
+        ("?next=/admin/users%3Fq%3Dbob", None, "/admin/users?q=bob"),
+        ("", "http://testserver/account/security", "/account/security"),
+        ("?next=//evil.example/x", None, "/account"),
+        ("?next=https://evil.example/x", None, "/account"),
+        ("", "https://evil.example/account", "/account"),
+        ("", "http://testserver/auth/logout", "/account"),
+    ],
+    ids=["nothing-known", "next", "referer", "next-other-host", "next-with-scheme", "referer-other-site",
+         "referer-itself"],
+)
+def test_the_logout_page_has_a_cancel_back_to_a_safe_local_page(logged_in_client, query, referer, back_to):
+    headers = {"referer": referer} if referer else {}
+    page = logged_in_client.get(f"/auth/logout{query}", headers=headers)
+
+    assert page.status_code == 200
+    assert cancel_link(page) == back_to.replace("&", "&amp;")
     assert logged_in_client.get("/api/me").status_code == 200
 
 

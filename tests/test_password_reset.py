@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from authsite import accounts
 from authsite.models import PasswordReset
-from support import PASSWORD, csrf_from, form_token, log_in
+from support import PASSWORD, FormPage, csrf_from, form_token, log_in
 
 PUBLIC_URL = "https://auth.example.com"
 ALICE_EMAIL = "alice@example.com"
@@ -404,6 +404,37 @@ def test_a_bad_new_password_is_refused_and_the_link_still_works(
     assert refused.headers["referrer-policy"] == "strict-origin"
     assert log_in(stranger, password=PASSWORD).status_code == 303
     assert choose_password(client, token).status_code == 303
+
+
+def test_a_weak_and_mismatched_new_password_gets_both_messages_and_a_summary(client, site, settings, alice):
+    token = mailed_token(client, site, settings)
+
+    refused = choose_password(client, token, password="password1", confirm="password2")
+
+    assert refused.status_code == 400
+    assert list(FormPage(refused.text).errors()) == ["password", "password_confirm"]
+    assert '<a href="#password">' in refused.text and '<a href="#password_confirm">' in refused.text
+    assert choose_password(client, token).status_code == 303
+
+
+def test_the_link_page_tells_a_password_manager_whose_password_it_is(client, site, settings, alice):
+    token = mailed_token(client, site, settings)
+
+    for page in (client.get(f"/auth/reset/{token}"), choose_password(client, token, password="short")):
+        form = FormPage(page.text)
+        username = form.inputs["username"]
+        assert (username["value"], username["autocomplete"], username["type"]) == ("alice", "username", "text")
+        assert "readonly" in username
+        assert username["id"] in form.label_targets
+        # Not shown: the person knows whose link they opened; only the password manager reads it.
+        assert re.search(r'<div class="field" hidden>\s*<label for="' + username["id"], page.text)
+
+
+def test_the_check_your_mail_page_leads_back_to_log_in(client, alice):
+    page = ask_for_link(client, "alice")
+
+    main = page.text[page.text.index("<main"):]
+    assert "/auth/login" in FormPage(main).links  # in the page itself, not only the header
 
 
 def test_one_link_used_twice_at_once_succeeds_exactly_once(app, client, site, settings, alice, stranger):

@@ -3,6 +3,7 @@ of simultaneous sign-ups; checked emails and passwords; nothing smuggled in; off
 site says so."""
 
 import asyncio
+import re
 import unicodedata
 
 import httpx2
@@ -10,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from authsite import create_app
+from authsite import create_app, strength
 from authsite.accounts import EMAIL_TAKEN, USERNAME_TAKEN
 from authsite.models import User
 from support import FormPage, csrf_from, form_token, log_in
@@ -388,3 +389,76 @@ def test_passwords_built_from_the_site_or_the_username_are_refused(client, passw
 
     assert response.status_code == 400
     assert FormPage(response.text).error_for("password")
+
+
+# Every problem at once (issue 16, item 1)
+
+
+def error_summary_links(html: str) -> dict[str, str]:
+    """The error summary's links: the field each points to, and what it says."""
+    summary = re.search(r'<div class="error-summary"[^>]*>(.*?)</div>', html, re.S)
+    assert summary, "no error summary on the page"
+    return {target: re.sub(r"<[^>]+>", "", text).strip()
+            for target, text in re.findall(r'<a href="#([\w-]+)">(.*?)</a>', summary.group(1), re.S)}
+
+
+def test_one_submit_reports_every_field_that_is_wrong(client, run_db):
+    response = sign_up(client, "x", "password", confirm="passwrod", email="not-an-email")
+
+    assert response.status_code == 400
+    errors = FormPage(response.text).errors()
+    assert list(errors) == ["username", "email", "password", "password_confirm"], errors
+    assert errors["password_confirm"] == "The two passwords differ."
+    assert usernames(run_db) == []
+
+
+def test_the_error_summary_counts_the_problems_and_links_to_each_field(client):
+    response = sign_up(client, "x", "password", email="not-an-email")
+
+    links = error_summary_links(response.text)
+    assert list(links) == ["username", "email", "password"]
+    errors = FormPage(response.text).errors()
+    for field, text in links.items():
+        assert errors[field] in text, (field, text)
+    assert "3 problems" in response.text
+
+
+def test_a_taken_name_and_a_taken_address_are_both_reported(client, run_db, make_user):
+    make_user("alice", email="alice@example.com")
+
+    response = sign_up(client, "alice", email="alice@example.com")
+
+    assert FormPage(response.text).errors() == {"username": USERNAME_TAKEN, "email": EMAIL_TAKEN}
+    assert usernames(run_db) == ["alice"]
+
+
+def test_a_weak_password_and_a_differing_confirmation_are_both_reported(client):
+    response = sign_up(client, "bob", "password1", confirm="password2")
+
+    assert list(FormPage(response.text).errors()) == ["password", "password_confirm"]
+
+
+def test_a_refused_sign_up_judges_the_password_once_and_never_hashes_it(client, site, monkeypatch):
+    judged, hashed = [], []
+
+    async def judge(password, *, user_inputs):
+        judged.append(password)
+        return None
+
+    async def never_hash(password):
+        hashed.append(password)
+        raise AssertionError("a refused sign-up must not hash")
+
+    monkeypatch.setattr(strength, "password_problem", judge)
+    monkeypatch.setattr(site.hasher, "hash", never_hash)
+
+    response = sign_up(client, "x", NEW_PASSWORD, email="not-an-email")
+
+    assert response.status_code == 400
+    assert judged == [NEW_PASSWORD]
+    assert hashed == []
+
+
+def test_a_sign_up_without_errors_shows_no_summary(client):
+    page = client.get("/auth/register").text
+    assert "error-summary" not in page

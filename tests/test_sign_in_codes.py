@@ -221,3 +221,11 @@ def test_sign_in_codes_can_be_turned_off(make_settings):
         assert client.get("/auth/code").status_code == 404
         assert "sign-in code" not in client.get("/auth/login").text
         assert client.post("/api/auth/code", json={"email": ALICE_EMAIL}).status_code == 404
+
+
+def test_the_check_your_mail_page_leads_back_to_log_in(client, alice):
+    asked = ask_for_code(client, next="/account")
+    page = client.get(asked.headers["location"]) if asked.is_redirect else asked
+
+    main = page.text[page.text.index("<main"):]
+    assert 'href="/auth/login?next=/account">Back to log in</a>' in main

@@ -21,6 +21,7 @@ from authsite.web.inputs import client_ip
 from authsite.web.user_auth import log_in_user, too_many_attempts
 
 ACCOUNT_PATH = "/account"
+REVOKE_OTHERS_PATH = "/account/sessions/revoke-others"
 # The profile fields a confirmation (sudo mode) carries back to the form in its `next` link.
 # Never a password: a URL ends up in logs and histories.
 PROFILE_FIELDS = ("first_name", "last_name", "email")
@@ -154,6 +155,24 @@ def account_router(site) -> APIRouter:
         cookies.clear_session_cookie(response, secure=cookies.is_secure(request.scope, site.settings.cookie_secure))
         return response
 
+    @router.get("/sessions/revoke-others")
+    async def ask_before_revoking_other_sessions(request: Request) -> Response:
+        # Every other device logged out at once cannot be undone: a page asks first, and works
+        # without JavaScript. Confirming who they are comes before the question, not after the answer.
+        await require_sudo(site, request, next_path=REVOKE_OTHERS_PATH)
+        async with site.database.sessionmaker() as db:
+            rows = await sessions.list_user_sessions(db=db, user_id=request.user.id)
+        others = sum(1 for row in rows if row.id != request.scope[SESSION_SCOPE_KEY].id)
+        context = {
+            "title": "End every other session?",
+            "message": _others_message(others),
+            "action": REVOKE_OTHERS_PATH,
+            "fields": {},
+            "confirm_label": "End every other session",
+            "cancel_url": f"{ACCOUNT_PATH}#sessions",
+        }
+        return site.pages.render(request, "confirm_action.html", context)
+
     @router.post("/sessions/revoke-others")
     async def revoke_other_sessions(request: Request, form: SudoForm) -> Response:
         async with site.database.sessionmaker() as db:
@@ -170,6 +189,7 @@ def account_router(site) -> APIRouter:
             recent = await events.recent_events_for_user(db=db, user_id=user.id)
         current_id = request.scope[SESSION_SCOPE_KEY].id
         pending_email = await site.database.run(partial(email_ownership.pending_change, user_id=user.id, now=utcnow()))
+        factors = await site.database.run(partial(site.factors.summary, user_id=user.id))
         context = {
             "account": user,
             "verifying": site.settings.email_verification != "none",
@@ -179,11 +199,19 @@ def account_router(site) -> APIRouter:
             "failed_form": form,
             "values": values or {},
             "events": recent,
+            "factors": factors,
         }
         status_code = status_code or (400 if errors else 200)
         return site.pages.render(request, "account.html", context, status_code=status_code)
 
     return router
+
+
+def _others_message(others: int) -> str:
+    if not others:
+        return "You are not logged in anywhere else."
+    count = "1 other session" if others == 1 else f"{others} other sessions"
+    return f"This logs out {count}: whoever uses them must log in again. This browser stays logged in."
 
 
 def _changes_email(submitted: str, current: str | None) -> bool:

@@ -16,6 +16,8 @@ from authsite.notices import Notice
 from authsite.web.audit import audit, notify
 from authsite.web.deps import checked_form, require_sudo
 
+# The audit filter's menu: each kind in the words the log's table uses, its code as the value.
+KIND_CHOICES = [(kind.value, events.LABELS[kind]) for kind in Kind]
 
 
 def admin_router(site) -> APIRouter:
@@ -75,6 +77,48 @@ def admin_router(site) -> APIRouter:
             kind = Kind.ACTIVATED if active == "true" else Kind.DEACTIVATED
             await audit(site, request, kind, user_id=user_id, actor_id=request.user.id)
         return back_to_user(request, user_id, "user_saved")
+
+    async def ask_first(request: Request, user_id: int, action: str, question, *, fields=None) -> tuple[User, Response]:
+        """A page asking before something that cannot be undone, without JavaScript: it holds the
+        real form (the contract's POST, unchanged), so the user page only links here."""
+        path = f"/admin/users/{user_id}"
+        await require_sudo(site, request, next_path=f"{path}/{action}")
+        async with site.database.sessionmaker() as db:
+            user = await _user_or_404(db, user_id)
+        title, message, confirm_label = question(user.username)
+        context = {"title": title, "message": message, "confirm_label": confirm_label, "cancel_url": path,
+                   "action": path if action == "deactivate" else f"{path}/{action}", "fields": fields(user) if fields else {}}
+        return user, site.pages.render(request, "confirm_action.html", context)
+
+    @router.get("/users/{user_id}/deactivate")
+    async def ask_before_deactivating(request: Request, user_id: int) -> Response:
+        # The user page's own POST with the permissions as they are now and active=false.
+        user, page = await ask_first(request, user_id, "deactivate", lambda name: (
+            f"Deactivate {name}?",
+            f"{name} will be logged out everywhere at once, any reset link made for them stops working, and "
+            "they cannot log in until an admin makes the account active again.",
+            f"Deactivate {name}",
+        ), fields=lambda user: {"scopes": list(user.scopes), "active": "false"})
+        return page if user.is_active else RedirectResponse(f"/admin/users/{user_id}", status_code=303)
+
+    @router.get("/users/{user_id}/revoke-sessions")
+    async def ask_before_ending_sessions(request: Request, user_id: int) -> Response:
+        _, page = await ask_first(request, user_id, "revoke-sessions", lambda name: (
+            f"End every session of {name}?",
+            f"{name} will be logged out on every device at once and has to log in again.",
+            "End all sessions",
+        ))
+        return page
+
+    @router.get("/users/{user_id}/mfa-reset", dependencies=[Depends(guards.super_user)])
+    async def ask_before_removing_factors(request: Request, user_id: int) -> Response:
+        _, page = await ask_first(request, user_id, "mfa-reset", lambda name: (
+            f"Remove {name}'s second factors?",
+            f"{name}'s authenticator app, passkeys and recovery codes stop working and are removed, and they are "
+            "logged out everywhere. Do this only once you are sure the person asking is the account's owner.",
+            "Remove second factors",
+        ))
+        return page
 
     @router.post("/users/{user_id}/revoke-sessions")
     async def revoke_sessions(request: Request, user_id: int, form: Form) -> Response:
@@ -138,7 +182,7 @@ def admin_router(site) -> APIRouter:
             rows = await events.list_events(db=db, kind=kind or None, username=user[:64] or None, before_id=before)
             names = await _usernames(db, {r.user_id for r in rows} | {r.actor_id for r in rows})
         context = {"events": rows, "names": names, "kind": kind, "user_filter": user[:64],
-                   "kinds": list(Kind), "next_before": rows[-1].id if len(rows) == 50 else None}
+                   "kinds": KIND_CHOICES, "next_before": rows[-1].id if len(rows) == 50 else None}
         return site.pages.render(request, "admin_events.html", context)
 
     async def _user_page(request: Request, user_id: int, *, error=None) -> Response:

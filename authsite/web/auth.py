@@ -1,7 +1,7 @@
 """HTML login and logout pages."""
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import RedirectResponse, Response
@@ -16,6 +16,8 @@ from authsite.web.user_auth import attempt_login, hold_for_second_step, log_out_
 
 FAILED_LOGIN_MESSAGE = "Wrong username or password."
 TRUE_VALUES = {"on", "true", "1", "yes"}
+LOGOUT_PATH = "/auth/logout"
+CANCEL_FALLBACK = "/account"
 
 
 def auth_router(site) -> APIRouter:
@@ -36,13 +38,13 @@ def auth_router(site) -> APIRouter:
             errors["username"] = "Enter your username or email."
         if not password:
             errors["password"] = "Enter your password."
-        if errors:
-            return _login_form(request, username, next_path, errors, status_code=400)
         remember = form.get("remember", "") in TRUE_VALUES
+        if errors:
+            return _login_form(request, username, next_path, errors, remember=remember, status_code=400)
         outcome = await attempt_login(site, request, username, password, via="form", remember=remember)
         if outcome.retry_after is not None:
             errors = {"form": too_many_attempts(outcome.retry_after)}
-            page = _login_form(request, username, next_path, errors, status_code=429)
+            page = _login_form(request, username, next_path, errors, remember=remember, status_code=429)
             page.headers["retry-after"] = str(outcome.retry_after)
             return page
         if outcome.unconfirmed is not None:
@@ -56,14 +58,15 @@ def auth_router(site) -> APIRouter:
         if outcome.user is None:
             # One message for unknown user, wrong password and inactive account,
             # so the form never tells an attacker which accounts exist.
-            return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, status_code=401)
+            return _login_form(request, username, next_path, {"form": FAILED_LOGIN_MESSAGE}, remember=remember,
+                               status_code=401)
         response = RedirectResponse(next_path, status_code=303)
         set_session(site, request, response, outcome.token, user_id=outcome.user.id, remember=remember)
         return response
 
     @router.get("/logout")
-    async def logout_page(request: Request) -> Response:
-        return site.pages.render(request, "logout.html")
+    async def logout_page(request: Request, next: str = "") -> Response:
+        return site.pages.render(request, "logout.html", {"cancel": _cancel_target(request, next)})
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
@@ -81,11 +84,23 @@ def auth_router(site) -> APIRouter:
             await audit(site, request, Kind.LOGOUT, user_id=request.user.id)
         return response
 
-    def _login_form(request, username, next_path, errors, *, status_code):
-        context = {"username": username[:200], "next": next_path, "errors": errors}
+    def _login_form(request, username, next_path, errors, *, remember, status_code):
+        # The box stays as it was ticked: a typo in the password should not cost the choice.
+        context = {"username": username[:200], "next": next_path, "errors": errors, "remember": remember}
         return site.pages.render(request, "login.html", context, status_code=status_code)
 
     return router
+
+
+def _cancel_target(request: Request, next_path: str) -> str:
+    """Where "Cancel" on the logout page goes: the page the user came from (`next`, else a Referer
+    from this site), if it is a local path other than the logout page itself; else the account."""
+    if not next_path:
+        referer = urlsplit(request.headers.get("referer", ""))
+        if referer.scheme in ("http", "https") and referer.netloc == request.url.netloc:
+            next_path = referer.path + (f"?{referer.query}" if referer.query else "")
+    target = safe_next(next_path, fallback=CANCEL_FALLBACK)
+    return CANCEL_FALLBACK if urlsplit(target).path == LOGOUT_PATH else target
 
 
 def second_step_url(next_path: str) -> str:

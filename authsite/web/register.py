@@ -40,23 +40,19 @@ def register_router(site) -> APIRouter:
             page = site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=429)
             page.headers["retry-after"] = str(attempt.retry_after)
             return page
-        errors = _missing_or_mismatched(values)
         mandatory = site.settings.email_verification == "mandatory"
-        if mandatory and not values["email"].strip():
-            errors["email"] = "Enter your email address: this site confirms it before you log in."
-        if not errors:
-            try:
-                async with site.database.sessionmaker() as db:
-                    user = await accounts.create_user(
-                        db=db, hasher=site.hasher, username=values["username"].strip(),
-                        password=values["password"], email=values["email"],
-                    )
-                    await accounts.record_login(db=db, user=user)
-            except accounts.AccountError as exc:
-                errors = {exc.field: exc.message}
-        if errors:
+        try:
+            async with site.database.sessionmaker() as db:
+                user = await accounts.create_user(
+                    db=db, hasher=site.hasher, username=values["username"].strip(), password=values["password"],
+                    password_confirm=values["password_confirm"], email=values["email"], email_required=mandatory,
+                )
+                await accounts.record_login(db=db, user=user)
+        except accounts.AccountError as exc:
+            # Every field's problem at once, so one more try can fix them all.
             shown = {"username": values["username"][:100], "email": values["email"][:300]}
-            return site.pages.render(request, "register.html", {"values": shown, "errors": errors}, status_code=400)
+            return site.pages.render(request, "register.html", {"values": shown, "errors": exc.errors},
+                                     status_code=400)
         await audit(site, request, Kind.USER_CREATED, user_id=user.id, via="signup")
         await site.email_links.send_verification(user)
         if mandatory:
@@ -71,13 +67,3 @@ def register_router(site) -> APIRouter:
 
     return router
 
-
-def _missing_or_mismatched(values: dict[str, str]) -> dict[str, str]:
-    errors = {}
-    if not values["username"].strip():
-        errors["username"] = "Choose a username."
-    if not values["password"]:
-        errors["password"] = "Choose a password."
-    elif values["password"] != values["password_confirm"]:
-        errors["password_confirm"] = "The two passwords differ."
-    return errors

@@ -64,7 +64,7 @@ def reset_router(site) -> APIRouter:
             user = await resets.get_user_by_reset_token(db=db, token=token)
         if user is None:
             return _invalid_link(request)
-        return no_referrer_path(site.pages.render(request, "reset_form.html", {"token": token}))
+        return no_referrer_path(site.pages.render(request, "reset_form.html", {"token": token, "account": user}))
 
     @router.post("/{token}")
     async def reset(request: Request, token: str, form: Form) -> Response:
@@ -76,31 +76,23 @@ def reset_router(site) -> APIRouter:
         tries = await site.throttle.attempt(site.limits.new_password_tries(owner.id))
         if tries.is_throttled:
             errors = {"password": too_many_attempts(tries.retry_after)}
-            page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=429)
+            context = {"token": token, "account": owner, "errors": errors}
+            page = site.pages.render(request, "reset_form.html", context, status_code=429)
             page.headers["retry-after"] = str(tries.retry_after)
             return no_referrer_path(page)
         password, confirm = form.get("password", ""), form.get("password_confirm", "")
-        errors = {}
-        if not password:
-            errors["password"] = "Choose a new password."
-        elif password != confirm:
-            errors["password_confirm"] = "The two passwords differ."
-        user = None
-        if not errors:
-            try:
-                async with site.database.sessionmaker() as db:
-                    user = await resets.reset_password(db=db, hasher=site.hasher, token=token, password=password)
-            except accounts.AccountError as exc:
-                errors = {exc.field: exc.message}
-            else:
-                if user is None:
-                    return _invalid_link(request)
-                await audit(site, request, Kind.RESET_USED, user_id=user.id)
-                notify(site, request, Notice.PASSWORD_RESET, user=user)
-                await _address_proved(request, user)
-        if errors:
-            page = site.pages.render(request, "reset_form.html", {"token": token, "errors": errors}, status_code=400)
-            return no_referrer_path(page)
+        try:
+            async with site.database.sessionmaker() as db:
+                user = await resets.reset_password(db=db, hasher=site.hasher, token=token, password=password,
+                                                   password_confirm=confirm)
+        except accounts.AccountError as exc:
+            context = {"token": token, "account": owner, "errors": exc.errors}
+            return no_referrer_path(site.pages.render(request, "reset_form.html", context, status_code=400))
+        if user is None:
+            return _invalid_link(request)
+        await audit(site, request, Kind.RESET_USED, user_id=user.id)
+        notify(site, request, Notice.PASSWORD_RESET, user=user)
+        await _address_proved(request, user)
         return flash.redirect_with_flash(
             "/auth/login", "password_reset", conn=request, cookie_secure=site.settings.cookie_secure
         )

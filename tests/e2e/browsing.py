@@ -51,8 +51,13 @@ def notice(page: Page) -> Locator:
     return page.locator("main .notice[role=status]")
 
 
+def account_link(page: Page, username: str) -> Locator:
+    """The header's link to the account page, which names who is signed in."""
+    return header(page).get_by_role("link", name=f"Signed in as {username}", exact=True)
+
+
 def expect_logged_in_as(page: Page, username: str) -> None:
-    expect(header(page).get_by_role("link", name=username, exact=True)).to_be_visible()
+    expect(account_link(page, username)).to_be_visible()
 
 
 def expect_on_login_page(page: Page, next_path: str | None = None) -> None:

@@ -82,7 +82,8 @@ def test_a_members_pages_have_no_axe_violations(new_context, new_user, watch, ch
     page = new_context(color_scheme=scheme).new_page()
     log_in(page, user)
     watch.expect_status(403)
-    for path in ["/", "/account", "/account/security", "/auth/logout", "/admin/users"]:
+    for path in ["/", "/account", "/account/security", "/account/sessions/revoke-others", "/auth/logout",
+                 "/admin/users"]:
         page.goto(path)
         check(page, path)
 
@@ -106,6 +107,10 @@ def test_an_admins_pages_have_no_axe_violations(new_context, new_user, check, sc
     page.goto("/admin/users")
     submit(page, page.get_by_role("link", name=other.username, exact=True))
     check(page, "a user's page")
+    user_page = page.url
+    for question in ["deactivate", "revoke-sessions"]:
+        page.goto(f"{user_page}/{question}")
+        check(page, f"asking before {question}")
 
     assert check.found == {}
 
