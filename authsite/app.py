@@ -25,6 +25,7 @@ from authsite.headers import SecurityHeadersMiddleware
 from authsite.hosts import AllowedHostsMiddleware
 from authsite.factors.passkeys import Passkeys, RelyingParty, purge_used_challenges
 from authsite.factors.second_factors import SecondFactors
+from authsite.first_admin import SetupLinks
 from authsite.known_devices import DeviceCookies
 from authsite.logins import Logins
 from authsite.mail import Mailer
@@ -56,6 +57,7 @@ from authsite.web.passkeys import passkey_api_router, passkey_pages_router
 from authsite.web.register import register_router
 from authsite.web.reset import reset_router
 from authsite.web.security import security_router
+from authsite.web.setup import setup_api_router, setup_router
 
 log = logging.getLogger("authsite")
 
@@ -119,6 +121,7 @@ class AuthSite:
         self.passkey_logins: PasskeyLogins | None = None
         self.email_links: EmailLinks | None = None
         self.sign_in_codes: SignInCodes | None = None
+        self.setup_links: SetupLinks | None = None
         self._purger: asyncio.Task | None = None
 
     def install(self, app: FastAPI) -> None:
@@ -136,16 +139,17 @@ class AuthSite:
         # Added last, so outermost: a request for a foreign host name is refused before any other work.
         app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
         api, passkey_api, code_api = api_router(self), passkey_api_router(self), sign_in_code_api_router(self)
+        setup_api = setup_api_router(self)
         served = [
             self.assets.route(),
             auth_router(self), passkey_pages_router(self), mfa_router(self), confirm_router(self), email_router(self),
             sign_in_code_router(self),
             register_router(self), reset_router(self), security_router(self), account_router(self),
-            admin_router(self), api, passkey_api, code_api, health_router(self),
+            admin_router(self), api, passkey_api, code_api, health_router(self), setup_router(self), setup_api,
         ]
         answered = partial(AnswerDatabaseDown, answer=database_down)
         app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
-        document_routes(app, [api, passkey_api, code_api])
+        document_routes(app, [api, passkey_api, code_api, setup_api])
         errors.install_handlers(app, self.pages.render, cookie_secure=self.settings.cookie_secure)
 
     @contextlib.asynccontextmanager
@@ -175,6 +179,7 @@ class AuthSite:
                              email_required=self.settings.email_verification == "mandatory")
         self.email_links = EmailLinks(self, secret)
         self.sign_in_codes = SignInCodes(secret_key=secret, lifetimes=self.lifetimes)
+        self.setup_links = SetupLinks(database=self.database, secret_key=secret)
         self.second_step = SecondStep(database=self.database, factors=self.factors, passkeys=self.passkeys,
                                       limits=self.limits, lifetimes=self.lifetimes)
         self.passkey_logins = PasskeyLogins(database=self.database, passkeys=self.passkeys, limits=self.limits,

@@ -38,6 +38,7 @@ class Kind(StrEnum):
     RESET_REQUESTED = "reset_requested"
     RESET_USED = "reset_used"
     USER_CREATED = "user_created"
+    FIRST_ADMIN_CREATED = "first_admin_created"
     SCOPES_CHANGED = "scopes_changed"
     ACTIVATED = "activated"
     DEACTIVATED = "deactivated"
@@ -67,6 +68,7 @@ LABELS = {
     Kind.RESET_REQUESTED: "Password reset requested",
     Kind.RESET_USED: "Password reset",
     Kind.USER_CREATED: "Account created",
+    Kind.FIRST_ADMIN_CREATED: "First account created from the setup link printed at start (every permission)",
     Kind.SCOPES_CHANGED: "Permissions changed",
     Kind.ACTIVATED: "Account activated",
     Kind.DEACTIVATED: "Account deactivated",

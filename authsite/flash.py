@@ -43,6 +43,7 @@ MESSAGES = {
     "verify_sent": "We sent a new confirmation link to your address.",
     "passkey_added": "Your passkey is added. You can sign in with it, or use it after your password.",
     "passkey_removed": "The passkey is removed and can no longer sign in.",
+    "first_admin": "Your account is made: the site's first, with every permission. The setup link no longer works.",
 }
 
 

@@ -6,8 +6,9 @@ import re
 import traceback
 from datetime import datetime, timezone
 
-# Reset links carry their token in the path; the access log must not keep it.
-SECRET_IN_PATH = re.compile(r"(/auth/reset/)[A-Za-z0-9_-]{8,}")
+# Links mailed or printed carry their token in the path (a sign-in link's is a login); the access
+# log must not keep it. "/auth/code/confirm" is a page, and too short to be taken for a token.
+SECRET_IN_PATH = re.compile(r"(/auth/(?:reset|setup|verify|code|email-change/cancel)/)[A-Za-z0-9_-]{8,}")
 # A database or SMTP URL's password, should a library's message ever quote the URL.
 PASSWORD_IN_URL = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@]+(@)")
 

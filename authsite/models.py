@@ -211,3 +211,19 @@ class UsedChallenge(SQLModel, table=True):
 
     challenge_hash: str = Field(sa_column=Column(String(64), primary_key=True))
     expires_at: datetime = Field(index=True)
+
+
+class SetupLink(SQLModel, table=True):
+    """The one-time link that makes the first account while the site has none (authsite/first_admin.py)."""
+
+    __tablename__ = "setup_link"
+
+    # Always 1: a site has at most one such link, and the primary key is what makes processes
+    # starting at once agree on it (the first insert wins, the others read it back).
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # The token is an HMAC of this under a key derived from the secret key, so every start can
+    # print the same link again; the table alone (a backup, a leaked copy) opens nothing.
+    nonce: str = Field(max_length=64)
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime

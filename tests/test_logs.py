@@ -302,6 +302,17 @@ def test_a_reset_token_in_a_message_is_redacted():
     assert "/auth/reset/[token]" in json.loads(line)["message"]
 
 
+@pytest.mark.parametrize("path", ["/auth/code/", "/auth/verify/", "/auth/email-change/cancel/", "/auth/setup/",
+                                  "/api/auth/setup/"])
+def test_every_link_mailed_or_printed_keeps_its_token_out_of_the_access_log(path):
+    # A sign-in link in a log is a login for whoever reads the log; the others open an address or a change.
+    token = secrets.token_urlsafe(32)
+
+    message = json.loads(JsonLineFormatter().format(error_record(f'127.0.0.1 - "GET {path}{token} HTTP/1.1" 200')))
+
+    assert token not in message["message"] and f"{path}[token]" in message["message"]
+
+
 def test_a_password_in_a_url_is_redacted_from_the_message_and_the_traceback():
     secret = secrets.token_urlsafe(16)
     try:

@@ -180,6 +180,13 @@ def passkey_site(tmp_path_factory) -> Iterator[Site]:
     yield from _serve(tmp_path_factory.mktemp("e2e-passkey-site"), host_name="localhost")
 
 
+@pytest.fixture
+def empty_site(tmp_path_factory) -> Iterator[Site]:
+    """A site of one test alone with no user at all (live_site has the other tests' users): its start
+    prints the setup link into server.log, beside its data dir."""
+    yield from _serve(tmp_path_factory.mktemp("e2e-empty-site"), host_name="127.0.0.1")
+
+
 def _serve(root: Path, *, host_name: str) -> Iterator[Site]:
     """`python run.py` in `root` on a free loopback port, its base URL on `host_name`, until the run ends."""
     data_dir = root / "data"
