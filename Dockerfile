@@ -3,7 +3,12 @@
 #
 #   docker build -t authsite .
 #   docker run -p 8000:8000 -v authsite-data:/data \
+#     -e AUTHSITE_BASE_URL=https://login.example.com \
 #     -e AUTHSITE_ADMIN_USERNAME=admin -e AUTHSITE_ADMIN_PASSWORD='a long admin phrase' authsite
+#
+# AUTHSITE_BASE_URL is the address people open: links in mail point there (without it they would
+# say http://localhost:8000, since the container listens on 0.0.0.0). To try the image on your own
+# computer, set it to http://localhost:8000.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,13 +19,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     AUTHSITE_HOST=0.0.0.0 \
     AUTHSITE_PORT=8000
 
-# The package only (with the Postgres driver), no test tools.
+# The runtime packages exactly as locked (hashes checked, the Postgres driver among them), so two
+# builds of one commit install the same files; then the package alone; no test tools.
+# `pip check` fails the build should the lock miss a dependency the package declares.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY authsite ./authsite
 COPY templates ./templates
 COPY static ./static
-RUN pip install ".[postgres]" && rm -rf /src
+RUN pip install --no-deps --require-hashes -r requirements.lock \
+    && pip install --no-deps . \
+    && pip check \
+    && rm -rf /src
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin authsite \
     && mkdir /data && chown authsite:authsite /data && chmod 700 /data

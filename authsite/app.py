@@ -262,7 +262,9 @@ class StartupError(Exception):
 def create_app(settings: Settings | None = None, **site_options) -> FastAPI:
     """The standalone authsite site that `python run.py` serves."""
     settings = settings or Settings()
-    app = FastAPI(title="authsite", docs_url=None, redoc_url=None)
+    # No /docs: Swagger UI loads its scripts from a CDN, which the site's CSP refuses.
+    openapi_url = "/openapi.json" if settings.openapi else None  # AUTHSITE_OPENAPI
+    app = FastAPI(title="authsite", docs_url=None, redoc_url=None, openapi_url=openapi_url)
     site = AuthSite(settings, **site_options)
     site.install(app)
     app.include_router(home_router(site))

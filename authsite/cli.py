@@ -1,18 +1,23 @@
-"""`python run.py [command]`: serve the site, or manage users from the shell."""
+"""`python run.py [command]` (also `authsite [command]` and `python -m authsite [command]`):
+serve the site, or manage users from the shell."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import os
+import shlex
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
+    from authsite.app import AuthSite
     from authsite.config import Settings
     from authsite.db import Database
     from authsite.passwords import PasswordHasher
@@ -37,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from authsite.config import Settings
 
-    args = _parser().parse_args(argv)
+    args = _parser(program_name()).parse_args(argv)
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -53,69 +58,81 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def describe_settings_error(exc: ValidationError) -> str:
-    """One line naming each invalid variable and what is wrong with it."""
-    problems = []
-    for error in exc.errors():
-        message = error["msg"].removeprefix("Value error, ")
-        if error["loc"]:
-            problems.append(f"invalid setting AUTHSITE_{str(error['loc'][0]).upper()}: {message}")
-        else:
-            problems.append(f"invalid settings: {message}")
-    return "; ".join(problems)
+    """One line naming each invalid variable, the value given (never a secret) and what is accepted."""
+    from authsite.config import describe_settings_problem
+
+    return "; ".join(describe_settings_problem(error) for error in exc.errors())
 
 
-def _parser() -> argparse.ArgumentParser:
+def program_name() -> str:
+    """How this command was called, for its usage lines: `run.py`, `authsite` or `python -m authsite`."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m authsite" if name in ("__main__.py", "-c", "-m", "") else name
+
+
+ABOUT = "authsite: serve the site, or manage its users from the shell."
+SETTINGS_NOTE = """\
+With no command, serves the site: the same as the `serve` command.
+
+Settings are AUTHSITE_* environment variables, also read from a .env file in the
+working directory (see .env.example). The SQLite database and the generated secret
+key live in ./data unless AUTHSITE_DATA_DIR says otherwise. Every setting is listed
+in the Settings section of README.md. `COMMAND --help` tells more about each command."""
+NAME_HELP = "the username (Alice, ALICE and alice are one name)"
+STDIN_HELP = "read the password from standard input, one line (for scripts, and `docker exec` without -t)"
+
+
+def _parser(prog: str = "run.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="run.py", description="authsite: serve the site (the default) or manage users."
+        prog=prog, description=ABOUT, epilog=SETTINGS_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.set_defaults(handler=serve)
+    parser.set_defaults(handler=serve, prog=prog)
     _add_serve_options(parser, default=1)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    serve_cmd = commands.add_parser("serve", help="serve the site on AUTHSITE_HOST:AUTHSITE_PORT (default)")
+    def command(name: str, summary: str, handler, parent=commands) -> argparse.ArgumentParser:
+        found = parent.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+        found.set_defaults(handler=handler, command=name)
+        return found
+
+    serve_cmd = command("serve", "serve the site on AUTHSITE_HOST:AUTHSITE_PORT (the default command)", serve)
     # SUPPRESS: `run.py --workers 2 serve` keeps the 2 given before the command.
     _add_serve_options(serve_cmd, default=argparse.SUPPRESS)
-    serve_cmd.set_defaults(handler=serve)
 
-    create = commands.add_parser("create-user", help="create a user")
-    create.add_argument("name")
+    create = command("create-user", "create a user; asks for the password twice, unless --password-stdin", create_user)
+    create.add_argument("name", help="the new username: 3 to 32 letters, digits, '.', '_' or '-'")
     create.add_argument("--email", help="the user's email address, taken as confirmed (you vouch for it)")
     create.add_argument("--scope", action="append", default=[], help="extra scope, e.g. admin or super; repeatable")
-    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    create.set_defaults(handler=create_user)
+    create.add_argument("--password-stdin", action="store_true", help=STDIN_HELP)
 
-    set_pw = commands.add_parser("set-password", help="set a user's password and end their sessions")
-    set_pw.add_argument("name")
-    set_pw.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    set_pw.set_defaults(handler=set_password)
+    set_pw = command("set-password", "set a user's password and end their sessions", set_password)
+    set_pw.add_argument("name", help=NAME_HELP)
+    set_pw.add_argument("--password-stdin", action="store_true", help=STDIN_HELP)
 
-    set_scopes_cmd = commands.add_parser(
-        "set-scopes", help="set a user's scopes to exactly those given (and authenticated); keeps one active super"
+    set_scopes_cmd = command(
+        "set-scopes", "set a user's scopes to exactly those given (and authenticated); keeps one active super", set_scopes
     )
-    set_scopes_cmd.add_argument("name")
+    set_scopes_cmd.add_argument("name", help=NAME_HELP)
     set_scopes_cmd.add_argument("--scope", action="append", default=[], help="a scope to hold, e.g. admin or super; repeatable")
-    set_scopes_cmd.set_defaults(handler=set_scopes)
 
-    mfa = commands.add_parser(
-        "mfa-reset", help="remove a user's second factors (authenticator app, passkeys, recovery codes) and end their sessions"
+    mfa = command(
+        "mfa-reset", "remove a user's second factors (authenticator app, passkeys, recovery codes) and end their sessions",
+        mfa_reset,
     )
-    mfa.add_argument("name")
-    mfa.set_defaults(handler=mfa_reset)
+    mfa.add_argument("name", help=NAME_HELP)
 
-    link = commands.add_parser("reset-link", help="print a one-time password-reset link (for sites without mail)")
-    link.add_argument("name")
-    link.set_defaults(handler=reset_link)
+    link = command("reset-link", "print a one-time password-reset link (for sites without mail)", reset_link)
+    link.add_argument("name", help=NAME_HELP)
 
-    end = commands.add_parser("end-sessions", help="log a user, or with --all everyone, out everywhere")
+    end = command("end-sessions", "log a user, or with --all everyone, out everywhere", end_sessions)
     who = end.add_mutually_exclusive_group(required=True)
-    who.add_argument("name", nargs="?")
+    who.add_argument("name", nargs="?", help=NAME_HELP)
     who.add_argument("--all", action="store_true", help="end every session of every user")
-    end.set_defaults(handler=end_sessions)
 
-    db_cmd = commands.add_parser("db", help="database schema: `db upgrade` or `db current`")
+    db_cmd = command("db", "the database schema: `db upgrade` migrates it, `db current` shows its migration", None)
     db_actions = db_cmd.add_subparsers(title="actions", metavar="ACTION", required=True)
-    db_actions.add_parser("upgrade", help="bring the schema to the newest migration").set_defaults(handler=db_upgrade)
-    db_actions.add_parser("current", help="print the schema's migration and the newest one").set_defaults(handler=db_current)
+    command("upgrade", "bring the schema to the newest migration (every start does this too)", db_upgrade, db_actions)
+    command("current", "print the schema's migration and whether it is the newest", db_current, db_actions)
     return parser
 
 
@@ -138,7 +155,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from authsite.logs import logging_config
+    from authsite.start_checks import listen_problem
 
+    _check_data_dir(settings)
+    if problem := listen_problem(settings.host, settings.port):
+        raise BadSetting(problem)
     config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
     # Start once before serving so a bad database URL, key file or admin
@@ -157,7 +178,16 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
     from authsite import accounts, events
     from authsite.models import DEFAULT_SCOPES, utcnow
 
-    password = _read_new_password(args.password_stdin)
+    async def check(db: Database, hasher: PasswordHasher) -> None:
+        # The name (and address) first: a refusal after typing a password twice wastes both.
+        async with db.sessionmaker() as session:
+            problems = await accounts.new_account_problems(db=session, username=args.name, password="", email=args.email)
+        problems.pop("password", None)
+        if problems:
+            raise accounts.AccountError.of(problems)
+
+    _run_with_database(settings, check)
+    password = _read_new_password(args)
     scopes = [*DEFAULT_SCOPES, *args.scope]
 
     async def create(db: Database, hasher: PasswordHasher) -> None:
@@ -180,7 +210,13 @@ def create_user(settings: Settings, args: argparse.Namespace) -> int:
 def set_password(settings: Settings, args: argparse.Namespace) -> int:
     from authsite import accounts, events
 
-    password = _read_new_password(args.password_stdin)
+    async def check(db: Database, hasher: PasswordHasher) -> None:
+        async with db.sessionmaker() as session:
+            if await accounts.get_user_by_username(session, args.name) is None:
+                raise CommandFailed(f"no user named {args.name!r}")
+
+    _run_with_database(settings, check)
+    password = _read_new_password(args)
 
     async def change(db: Database, hasher: PasswordHasher) -> None:
         async with db.sessionmaker() as session:
@@ -312,16 +348,25 @@ def db_current(settings: Settings, args: argparse.Namespace) -> int:
 
     async def show(db: Database, hasher: PasswordHasher) -> None:
         current, head = await schema.current_revision(db.engine), schema.head_revision()
-        state = "up to date" if current == head else f"behind: run `python run.py db upgrade` to reach {head}"
+        state = "up to date" if current == head else f"behind: run `{_command_line(args.prog)} db upgrade` to reach {head}"
         print(f"{current or 'empty'} ({state})")
 
     _run_with_database(settings, show, upgrade=False)
     return 0
 
 
-def _read_new_password(from_stdin: bool) -> str:
-    if from_stdin:
+def _read_new_password(args: argparse.Namespace) -> str:
+    from authsite import rules
+
+    if args.password_stdin:
         return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not sys.stdin.isatty():
+        # getpass would read the pipe, or end in an EOFError traceback when there is nothing in it.
+        command = f"{_command_line(args.prog)} {args.command} {shlex.quote(args.name)} --password-stdin"
+        raise BadSetting(f"no terminal to ask for the password: use --password-stdin, "
+                         f"e.g. printf '%s\\n' \"$PASSWORD\" | {command}")
+    print(f"The password: {rules.MIN_PASSWORD_CHARS} to {rules.MAX_PASSWORD_CHARS} characters, any characters "
+          "(spaces too); common and easily guessed passwords are refused.", file=sys.stderr)
     password = getpass.getpass("Password: ")
     if getpass.getpass("Password (again): ") != password:
         raise CommandFailed("the two passwords differ")
@@ -331,11 +376,59 @@ def _read_new_password(from_stdin: bool) -> str:
 async def _start_and_stop_site(settings: Settings) -> None:
     from authsite.app import AuthSite
 
+    missing = [path for path in _files_a_start_makes(settings) if not path.exists()]
     site = AuthSite(settings)
     try:
         await site.start()
+        for line in await start_messages(settings, site, created=[path for path in missing if path.exists()]):
+            print(line, flush=True)
     finally:
         await site.stop()
+
+
+async def start_messages(settings: Settings, site: AuthSite, *, created: list[Path]) -> list[str]:
+    """What `serve` tells the person who started it, on stdout (stderr is the JSON log), one line
+    each: what this start created, where the site is, what needs doing. A new message is a line here."""
+    from authsite.first_admin import setup_link_lines
+    from authsite.start_checks import is_loopback
+
+    names = {"authsite.db": "the database", "secret_key": "the secret key"}
+    lines = [f"created {names.get(path.name, 'the file')} {path}" for path in created]
+    lines.append(f"open {settings.public_url} in a browser")
+    # While the site has no user: the one-time link that makes the first (super) account.
+    lines += await setup_link_lines(site.setup_links, base_url=settings.public_url)
+    if not settings.base_url and not is_loopback(settings.host):
+        lines.append(f"warning: listening on {settings.host} without AUTHSITE_BASE_URL, so links in mail point to "
+                     f"{settings.public_url}; set AUTHSITE_BASE_URL to the address people use")
+    return lines
+
+
+def _files_a_start_makes(settings: Settings) -> list[Path]:
+    from sqlalchemy.engine import make_url
+
+    from authsite.db import sqlite_file
+    from authsite.secret_key import KEY_FILE_NAME
+
+    files = [] if settings.secret_key else [settings.data_dir.resolve() / KEY_FILE_NAME]
+    if database_file := sqlite_file(make_url(settings.resolved_database_url)):
+        files.insert(0, Path(database_file))
+    return files
+
+
+def _command_line(prog: str) -> str:
+    """`prog` as typed at a shell: `python run.py`, `authsite`, `python -m authsite`."""
+    return f"python {prog}" if prog.endswith(".py") else prog
+
+
+def _check_data_dir(settings: Settings) -> None:
+    """The data folder is usable, when anything lives in it: the default SQLite file, the generated
+    key or the outbox (a site with all three set elsewhere needs none, a read-only container say)."""
+    from authsite.start_checks import data_dir_problem
+
+    if settings.database_url and settings.secret_key and settings.smtp_url:
+        return
+    if problem := data_dir_problem(settings.data_dir):
+        raise BadSetting(problem)
 
 
 def _run_with_database(
@@ -343,6 +436,8 @@ def _run_with_database(
 ) -> None:
     from authsite.db import Database
     from authsite.passwords import PasswordHasher
+
+    _check_data_dir(settings)
 
     async def run() -> None:
         db, hasher = Database(settings.resolved_database_url), PasswordHasher()

@@ -1,10 +1,16 @@
+import difflib
+import importlib.util
 import ipaddress
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -18,6 +24,19 @@ DRIVER_FOR_SCHEME = {
     "postgresql+asyncpg": "postgresql+asyncpg",
 }
 
+
+ENV_PREFIX = "AUTHSITE_"
+# AUTHSITE_* names that are not settings and never refused as misspelled ones: the test suite's
+# Postgres URL (tests/conftest.py; `.ci/run` exports it to every process of its Postgres pass) and
+# the throwaway cluster's port and folder (.ci/postgres.sh). README.md lists them under Settings.
+NOT_SETTINGS = frozenset({"AUTHSITE_TEST_DATABASE_URL", "AUTHSITE_PG_PORT", "AUTHSITE_PG_DIR"})
+# Where an operator finds every setting; named when a misspelled name has no close match.
+SETTINGS_TABLE = "the Settings section of README.md"
+# Never shown in an error line: the value itself is the secret.
+SECRET_FIELDS = frozenset({"secret_key", "admin_password"})
+# Shown with the password part masked: a URL may carry one.
+URL_FIELDS = frozenset({"database_url", "smtp_url"})
+SHOWN_VALUE_CHARS = 80
 
 # Always allowed when AUTHSITE_ALLOWED_HOSTS is unset, beside the base URL's host.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -96,15 +115,24 @@ class Settings(BaseSettings):
     email_verification: Literal["none", "optional", "mandatory"] = "optional"
     # Offer "Email me a sign-in code" on the login page (and its JSON twin).
     login_by_code: bool = True
+    # Serve the JSON API's description at /openapi.json (the standalone site; a host app owns its own).
+    openapi: bool = True
 
     def __init__(self, **values: Any):
+        # A misspelled name would otherwise be ignored without a word (AUTHSITE_ALLOW_SINGUP=false
+        # leaving sign-up open), in a host app as much as under run.py: both are refused.
+        env_files = values.get("_env_file", type(self).model_config["env_file"])
+        if unknown := unknown_setting_names(os.environ, _dotenv_names(env_files)):
+            raise ValidationError.from_exception_data(
+                type(self).__name__, [_unknown_name_error(unknown)], hide_input=True
+            )
         # The error still carries every input in .errors() and .json() (what error trackers
-        # and API handlers show); it is raised again with the inputs blanked out.
+        # and API handlers show); it is raised again with secrets blanked and URLs' passwords masked.
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            blanked = [{**error, "input": "[hidden]"} for error in exc.errors(include_url=False)]
-            raise ValidationError.from_exception_data(exc.title, blanked, hide_input=True) from None
+            shown = [{**error, "input": _shown_input(error)} for error in exc.errors(include_url=False)]
+            raise ValidationError.from_exception_data(exc.title, shown, hide_input=True) from None
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -152,6 +180,10 @@ class Settings(BaseSettings):
             raise ValueError(
                 "cannot be read as a URL: check the host and port, and %-encode special characters in the password"
             ) from None
+        # asyncpg ships with authsite, but an install without it (`pip install --no-deps`) would
+        # otherwise meet a 40-line ModuleNotFoundError at its first connection.
+        if url.startswith("postgresql+asyncpg:") and importlib.util.find_spec("asyncpg") is None:
+            raise ValueError("PostgreSQL needs the asyncpg driver, which is not installed: pip install asyncpg")
         return url
 
     @field_validator("log_level", mode="before")
@@ -244,3 +276,93 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'authsite.db'}"
+
+
+def unknown_setting_names(environ: Iterable[str], dotenv_names: Iterable[str]) -> list[tuple[str, str]]:
+    """(name, where) for each AUTHSITE_* name that is no setting: where is "" for the environment,
+    " in .env" for the file. Names are matched as pydantic-settings reads them, whatever the case."""
+    known = {ENV_PREFIX + field.upper() for field in Settings.model_fields} | NOT_SETTINGS
+    # The environment wins over .env, as when the values are read: listed last, it names the source.
+    unknown = [(name.upper(), " in .env") for name in dotenv_names]
+    unknown += [(name.upper(), "") for name in environ]
+    return [(name, where) for name, where in dict(unknown).items() if name.startswith(ENV_PREFIX) and name not in known]
+
+
+def _dotenv_names(env_files: Any) -> list[str]:
+    if env_files is None:
+        return []
+    files = [env_files] if isinstance(env_files, str | os.PathLike) else list(env_files)
+    return [name for file in files if Path(file).is_file() for name in dotenv_values(file)]
+
+
+def _unknown_name_error(unknown: list[tuple[str, str]]) -> dict:
+    # Compared without the prefix they all share, which would make any two names look alike.
+    settings = sorted(field.upper() for field in Settings.model_fields)
+    lines = []
+    for name, where in unknown:
+        closest = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), settings, n=1)
+        hint = f"did you mean {ENV_PREFIX}{closest[0]}?" if closest else f"every setting is listed in {SETTINGS_TABLE}"
+        lines.append(f"{name}{where} is not a setting; {hint}")
+    return {"type": PydanticCustomError("unknown_setting", "{line}", {"line": "; ".join(lines)}), "loc": (), "input": None}
+
+
+def _shown_input(error: ErrorDetails) -> object:
+    field = str(error["loc"][0]) if error["loc"] else None
+    if field is None or field in SECRET_FIELDS:
+        return "[hidden]"  # a model-level error's input is every value given, secrets among them
+    if field in URL_FIELDS and isinstance(error["input"], str):
+        return _masked_url(error["input"])
+    return error["input"]
+
+
+def _masked_url(url: str) -> str:
+    """`url` with the password of its user part, if any, replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    if not sep or not at or ":" not in user:
+        return url
+    return f"{scheme}://{user.partition(':')[0]}:***@{host}{slash}{path}"
+
+
+def describe_settings_problem(error: ErrorDetails) -> str:
+    """One of Settings' validation errors in plain words: the variable, the value given (never a
+    secret, a URL's password masked) and what is accepted."""
+    if error["type"] == "unknown_setting":
+        return error["msg"]
+    message = error["msg"].removeprefix("Value error, ")
+    if not error["loc"]:
+        return f"invalid settings: {message}"
+    field = str(error["loc"][0])
+    variable = ENV_PREFIX + field.upper()
+    accepted = _what_is_accepted(field, error["type"]) or message
+    given = error.get("input")
+    if field in SECRET_FIELDS or given in (None, "[hidden]") or accepted.startswith("'"):
+        return f"invalid setting {variable}: {accepted}"  # a list's message already quotes the wrong item
+    text = str(given)
+    shown = text if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS] + "..."
+    return f"invalid setting {variable}: {shown!r} {accepted}"
+
+
+def _what_is_accepted(field: str, error_type: str) -> str | None:
+    """What pydantic's wording for a type or range error on `field` means, for an operator."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return None
+    limits = {name: getattr(item, name) for item in info.metadata
+              for name in ("ge", "le", "min_length", "max_length") if getattr(item, name, None) is not None}
+    if field == "port":
+        return f"is not a port number ({limits['ge']}-{limits['le']})"
+    if info.annotation is int:
+        if "le" in limits:
+            return f"is not a whole number from {limits['ge']} to {limits['le']}"
+        return f"is not a whole number of {limits.get('ge', 0)} or more"
+    if info.annotation is bool:
+        return "is not true or false"
+    if error_type == "literal_error":
+        return f"is not one of {', '.join(get_args(info.annotation))}"
+    if error_type == "string_too_long":
+        return f"is longer than {limits['max_length']} characters"
+    if error_type == "string_too_short":
+        return f"is shorter than {limits['min_length']} character(s)"
+    return None

@@ -1,13 +1,20 @@
 """`python run.py`: its commands, run as an operator would, on the test database,
 and the AUTHSITE_ADMIN_* bootstrap at start."""
 
+import os
+import select
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from authsite import Settings, accounts, create_app, events
 from support import PASSWORD, log_in
+
+RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
 NEW_PASSWORD = "a brand new passphrase"
 ADMIN_SCOPES = {"authenticated", "admin", "super"}
@@ -209,3 +216,84 @@ def test_set_scopes_refuses_an_unknown_user_or_a_bad_scope_name(run_cli, make_us
     assert_failed_in_one_line(run_cli("set-scopes", "nobody", "--scope", "admin"), "nobody")
     assert_failed_in_one_line(run_cli("set-scopes", "bob", "--scope", "Two Words"), "Two Words", "permission")
     assert scopes_of(run_db, "bob") == ["authenticated"]
+
+
+# create-user and set-password without a terminal, and in what order they ask (item 7 of issue 17)
+
+
+def assert_refused_in_one_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "EOFError" not in result.stderr
+    for word in words:
+        assert word in result.stderr
+
+
+@pytest.mark.parametrize("command", ["create-user", "set-password"])
+def test_without_a_terminal_the_password_is_asked_for_on_stdin_in_one_line(run_cli, make_user, run_db, command):
+    if command == "set-password":
+        make_user("bob")
+
+    result = run_cli(command, "bob", stdin="")
+
+    assert_refused_in_one_line(result, "--password-stdin", f"{command} bob --password-stdin")
+    if command == "create-user":
+        assert find_user(run_db, "bob") is None
+
+
+def test_create_user_refuses_a_taken_name_before_asking_for_a_password(run_cli, make_user):
+    make_user("bob")
+
+    result = run_cli("create-user", "bob", stdin="")
+
+    assert_failed_in_one_line(result, "taken")
+
+
+def test_create_user_refuses_a_malformed_name_before_asking_for_a_password(run_cli):
+    assert_failed_in_one_line(run_cli("create-user", "no spaces please", stdin=""), "username")
+
+
+def test_set_password_for_an_unknown_user_fails_before_asking_for_a_password(run_cli):
+    assert_failed_in_one_line(run_cli("set-password", "nobody", stdin=""), "nobody")
+
+
+def test_create_user_at_a_terminal_shows_the_rules_before_asking(tmp_path, database_url, client):
+    said = type_at_a_terminal(tmp_path, database_url, ["create-user", "dora"], [PASSWORD, PASSWORD])
+
+    assert said.index("8 to 1024 characters") < said.index("Password:")
+    assert "created user 'dora'" in said
+    assert log_in(client, "dora").status_code == 303
+
+
+def type_at_a_terminal(tmp_path, database_url, args: list[str], lines: list[str]) -> str:
+    """Run `python run.py *args` on a pseudo-terminal, typing each line after the next prompt."""
+    main, terminal = os.openpty()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSITE_")}
+    env |= {"AUTHSITE_DATA_DIR": str(tmp_path / "data"), "AUTHSITE_DATABASE_URL": database_url}
+    process = subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=tmp_path, env=env,
+                               stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
+    os.close(terminal)
+    said, typed = "", 0
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if typed < len(lines) and said.count("Password") > typed:
+                os.write(main, lines[typed].encode() + b"\n")
+                typed += 1
+            ready, _, _ = select.select([main], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(main, 4096)
+                except OSError:  # the terminal closes when the process ends
+                    break
+                if not chunk:
+                    break
+                said += chunk.decode(errors="replace")
+            elif process.poll() is not None:
+                break
+        assert process.wait(timeout=30) == 0, said
+    finally:
+        os.close(main)
+        if process.poll() is None:
+            process.kill()
+    return said

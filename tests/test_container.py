@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -28,6 +30,7 @@ from support import free_port
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
+LOCK_FILE = REPO / "requirements.lock"
 INSTALL_TIMEOUT_SECONDS = 600  # the first run downloads; pip's cache makes later ones quick
 START_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 10
@@ -88,14 +91,36 @@ def container_command() -> list[str]:
     return exec_form(arguments_of("CMD")[-1])
 
 
-def pip_install_command() -> list[str]:
-    """The `pip install ...` of the RUN that installs the package."""
-    for arguments in arguments_of("RUN"):
-        for step in arguments.split("&&"):
-            words = shlex.split(step)
-            if words[:2] == ["pip", "install"]:
-                return words
-    pytest.fail("the Dockerfile has no `RUN pip install`")
+def pip_commands() -> list[list[str]]:
+    """Each `pip ...` step of the RUN instructions, in order."""
+    steps = [shlex.split(step) for arguments in arguments_of("RUN") for step in arguments.split("&&")]
+    return [words for words in steps if words[:1] == ["pip"]]
+
+
+def pip_install_commands() -> list[list[str]]:
+    commands = [words for words in pip_commands() if words[:2] == ["pip", "install"]]
+    if not commands:
+        pytest.fail("the Dockerfile has no `RUN pip install`")
+    return commands
+
+
+def locked_entries() -> dict[str, tuple[str, list[str]]]:
+    """{canonical name: (version, its hash lines)} of requirements.lock (environment markers dropped)."""
+    entries: dict[str, tuple[str, list[str]]] = {}
+    details: list[str] = []  # the indented lines under the latest package
+    for line in LOCK_FILE.read_text().splitlines():
+        if line.startswith(" "):
+            details.append(line.strip(" \\"))
+        elif line and not line.startswith("#"):
+            requirement, _, version = line.split(";")[0].strip(" \\").partition("==")
+            assert version, f"{line!r}: every package in the lock is pinned with =="
+            details = []
+            entries[canonicalize_name(requirement)] = (version.strip(), details)
+    return entries
+
+
+def locked_versions() -> dict[str, str]:
+    return {name: version for name, (version, _) in locked_entries().items()}
 
 
 def copied_sources() -> list[tuple[str, str]]:
@@ -124,12 +149,44 @@ def test_the_image_starts_from_an_official_slim_python_image():
     assert tag.endswith("-slim") or "-slim-" in tag
 
 
-def test_the_image_installs_the_package_with_postgres_and_without_dev_tools():
-    command = pip_install_command()
+def test_the_image_installs_the_locked_packages_then_the_package_alone():
+    locked, package = pip_install_commands()
 
-    targets = [word for word in command[2:] if not word.startswith("-")]
-    assert targets == [".[postgres]"]
-    assert "-e" not in command and "--editable" not in command
+    assert {"--no-deps", "--require-hashes"} <= set(locked)
+    assert locked[locked.index("-r") + 1] == LOCK_FILE.name
+    assert "--no-deps" in package
+    assert [word for word in package[2:] if not word.startswith("-")] == ["."]
+    assert "-e" not in package and "--editable" not in package
+    assert ["pip", "check"] in pip_commands()
+
+
+def test_the_lock_file_goes_into_the_build():
+    assert LOCK_FILE.name in [source for source, _ in copied_sources()]
+
+
+def test_the_lock_file_pins_every_runtime_dependency_of_the_package():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = locked_versions()
+
+    for dependency in map(Requirement, project["dependencies"] + project["optional-dependencies"]["postgres"]):
+        name = canonicalize_name(dependency.name)
+        assert name in pins, f"{dependency.name} is not in {LOCK_FILE.name}: refresh it (see its first lines)"
+        assert dependency.specifier.contains(pins[name], prereleases=True), (dependency, pins[name])
+
+
+def test_the_lock_file_holds_hashes_for_every_package_and_no_test_tool():
+    entries = locked_entries()
+
+    for name, (_, details) in entries.items():
+        assert any(line.startswith("--hash=sha256:") for line in details), name
+    for tool in ("pytest", "httpx2", "aiosmtpd", "hypothesis", "playwright", "schemathesis"):
+        assert tool not in entries
+
+
+def test_the_usage_comment_sets_the_base_url():
+    usage = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("#")]
+
+    assert any("-e AUTHSITE_BASE_URL=" in line for line in usage)
 
 
 def test_the_server_in_the_image_does_not_run_as_root():
@@ -193,6 +250,16 @@ def test_dockerignore_keeps_repository_extras_out_of_the_image(kept_out):
     assert kept_out in dockerignore_patterns()
 
 
+@pytest.mark.parametrize(
+    "left_behind",
+    [".pytest_cache", ".hypothesis", "screenshots", "tests/e2e/node_modules", "node_modules", "bench",
+     "authsite.egg-info", "build", "dist", ".coverage", "htmlcov"],
+)
+def test_dockerignore_covers_what_tests_and_builds_leave_behind(left_behind):
+    assert any(fnmatch.fnmatch(left_behind, pattern.removeprefix("**/")) or fnmatch.fnmatch(left_behind, pattern)
+               for pattern in dockerignore_patterns()), left_behind
+
+
 def test_dockerignore_keeps_nothing_out_that_the_dockerfile_copies():
     for source, _ in copied_sources():
         assert not any(fnmatch.fnmatch(source, pattern) for pattern in dockerignore_patterns()), source
@@ -246,12 +313,12 @@ def image(tmp_path_factory) -> Image:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     copy_like_the_dockerfile(build_dir)
     environment = outside_environment(venv / "bin")
-    _, _, *pip_arguments = pip_install_command()
-    install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *pip_arguments],
-        cwd=build_dir, env=environment, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    for _, *pip_arguments in pip_commands():
+        step = subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", *pip_arguments],
+            cwd=build_dir, env=environment, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS,
+        )
+        assert step.returncode == 0, f"pip {' '.join(pip_arguments)}:\n{step.stdout[-2000:]}{step.stderr[-3000:]}"
     # The build folder goes, as in the image (`rm -rf /src`): nothing may need it later.
     shutil.rmtree(build_dir)
     return Image(bin=venv / "bin", environment=environment)

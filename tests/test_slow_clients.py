@@ -59,9 +59,10 @@ def server(tmp_path, database_url):
         "AUTHSITE_DATABASE_URL": database_url,
     }
     log = tmp_path / "server.log"
+    # The log is stderr; stdout holds the start's plain lines for a person (what it created, the address).
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT,
+            [sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=output,
             preexec_fn=small_file_limit,
         )
     server = Server(url=f"http://127.0.0.1:{port}", port=port, log=log)
