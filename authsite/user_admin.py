@@ -168,7 +168,7 @@ def _acting_account(conn: Connection, actor_id: int) -> Actor:
 
 
 def _check_may_change(actor: Actor, user, scopes: list[str], grantable: frozenset[str]) -> None:
-    _check_may_touch(actor, user)
+    check_may_touch(actor, user)
     for scope in sorted(set(user.scopes) ^ set(scopes)):
         if refusal := _scope_refusal(actor, user, scope, grantable):
             raise AdminRefused(refusal)
@@ -213,12 +213,12 @@ def _listed(grantable: frozenset[str]) -> str:
 
 
 async def end_all_sessions(*, db: AsyncSession, actor: Actor, user: User) -> None:
-    _check_may_touch(actor, user)
+    check_may_touch(actor, user)
     await sessions.end_user_sessions(db=db, user_id=user.id)
 
 
 def check_may_issue_reset(actor: Actor, user: User) -> None:
-    _check_may_touch(actor, user)
+    check_may_touch(actor, user)
     if not user.is_active:
         raise AdminInvalid("This account is deactivated; activate it before sending a reset link.")
 
@@ -231,7 +231,8 @@ def is_live_reset_issuer(*, issuer_id: int, issuer_scopes: Iterable[str], issuer
     return issuer_active and bool(issuer.scopes & PRIVILEGED_SCOPES) and _may_touch(issuer, user.id, user.scopes)
 
 
-def _check_may_touch(actor: Actor, user) -> None:
+def check_may_touch(actor: Actor, user) -> None:
+    """AdminRefused unless `actor` may end the sessions of, deactivate or reset `user`."""
     if not _may_touch(actor, user.id, user.scopes):
         raise AdminRefused("Only a super user may change an account that holds admin or super.")
 

@@ -1019,3 +1019,13 @@ def test_the_user_page_links_to_the_questions_instead_of_posting_at_once(superus
 
 def test_asking_about_an_unknown_user_is_404(superuser):
     assert superuser.get("/admin/users/99999/revoke-sessions").status_code == 404
+
+
+@pytest.mark.parametrize("question", ["deactivate", "revoke-sessions"])
+def test_a_plain_admin_is_refused_before_being_asked_about_a_super(admin, make_user, question):
+    root = make_user("root", scopes=("authenticated", "super"))
+
+    response = admin.get(f"/admin/users/{root.id}/{question}")
+
+    assert response.status_code == 403
+    assert "Only a super user" in response.text

@@ -85,6 +85,10 @@ def admin_router(site) -> APIRouter:
         await require_sudo(site, request, next_path=f"{path}/{action}")
         async with site.database.sessionmaker() as db:
             user = await _user_or_404(db, user_id)
+        try:
+            user_admin.check_may_touch(_actor(request), user)  # refused now, not after the question
+        except user_admin.AdminRefused as exc:
+            raise HTTPException(403, str(exc)) from None
         title, message, confirm_label = question(user.username)
         context = {"title": title, "message": message, "confirm_label": confirm_label, "cancel_url": path,
                    "action": path if action == "deactivate" else f"{path}/{action}", "fields": fields(user) if fields else {}}
