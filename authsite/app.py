@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from authsite import accounts, errors, events, guards, pending, resets, sessions
 from authsite.body_limit import BodyLimitMiddleware
-from authsite.config import Settings
+from authsite.config import Settings, local_path
 from authsite.csrf import Csrf
 from authsite.db import Database
 from authsite.head import HeadLikeGet
@@ -85,9 +85,15 @@ class AuthSite:
         static_path: str = "/static",
         security_headers: bool = True,
         site_name: str | None = None,
+        login_redirect: str | None = None,
+        logout_redirect: str | None = None,
     ):
         self.settings = settings
         self.name = site_name or settings.site_name  # AUTHSITE_SITE_NAME, unless the host app names it
+        # Where logins without `next`, sign-ups and logouts land (AUTHSITE_LOGIN_REDIRECT and
+        # AUTHSITE_LOGOUT_REDIRECT, unless the host app says): a host app may have no page at "/".
+        self.login_redirect = _landing("login_redirect", login_redirect or settings.login_redirect)
+        self.logout_redirect = _landing("logout_redirect", logout_redirect or settings.logout_redirect)
         self.static_path = static_path.rstrip("/")
         self.security_headers = security_headers
         self.lifetimes = sessions.Lifetimes.from_seconds(
@@ -101,7 +107,7 @@ class AuthSite:
         self.pages = Pages(
             templates_dir=templates_dir, static_url=self.assets.url, site_name=self.name,
             allow_signup=settings.allow_signup, passkeys=self.relying_party.available,
-            login_by_code=settings.login_by_code,
+            login_by_code=settings.login_by_code, home=self.login_redirect,
         )
         self.mailer = Mailer(smtp_url=settings.smtp_url, outbox_dir=settings.data_dir / "outbox")
         self.notices = Notices(mailer=self.mailer, site=self.name, base_url=settings.public_url)
@@ -150,7 +156,7 @@ class AuthSite:
         answered = partial(AnswerDatabaseDown, answer=database_down)
         app.router.routes.append(RouteGate(served, dependency_overrides_provider=app, around=answered))
         document_routes(app, [api, passkey_api, code_api, setup_api])
-        errors.install_handlers(app, self.pages.render, cookie_secure=self.settings.cookie_secure)
+        errors.install_handlers(app, self.pages.render, cookie_secure=self.settings.cookie_secure, home=self.login_redirect)
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -257,6 +263,13 @@ class AuthSite:
 
 class StartupError(Exception):
     """A setting that passed validation but cannot work (e.g. a weak admin password)."""
+
+
+def _landing(name: str, path: str) -> str:
+    try:
+        return local_path(path)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def create_app(settings: Settings | None = None, **site_options) -> FastAPI:

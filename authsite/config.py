@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from authsite.redirects import safe_next
+
 # Accepted spellings of a database URL, mapped to the async driver we run them on.
 DRIVER_FOR_SCHEME = {
     "sqlite": "sqlite+aiosqlite",
@@ -47,6 +49,13 @@ SCOPE_NAME = re.compile(r"[a-z0-9][a-z0-9:._-]{0,63}")
 def _items(value: str) -> list[str]:
     """The entries of a comma-separated setting, trimmed, empty ones dropped."""
     return [item for item in (part.strip() for part in value.split(",")) if item]
+
+
+def local_path(value: str) -> str:
+    """`value` if it is a path on this site (the same rule as a `next` parameter), else ValueError."""
+    if safe_next(value, fallback="") != value:
+        raise ValueError(f"{value[:80]!r} is not a path on this site: it must start with one / (e.g. /dashboard)")
+    return value
 
 
 def _check_scope_names(value: str) -> None:
@@ -117,6 +126,10 @@ class Settings(BaseSettings):
     login_by_code: bool = True
     # Serve the JSON API's description at /openapi.json (the standalone site; a host app owns its own).
     openapi: bool = True
+    # Where a login without `next` (and a sign-up) lands, and where a logout does: a path on this
+    # site. A host app without a page at "/" sets them (or passes AuthSite(login_redirect=...)).
+    login_redirect: str = "/"
+    logout_redirect: str = "/"
 
     def __init__(self, **values: Any):
         # A misspelled name would otherwise be ignored without a word (AUTHSITE_ALLOW_SINGUP=false
@@ -156,6 +169,11 @@ class Settings(BaseSettings):
     def _required_scope_list(cls, value: str) -> str:
         _check_scope_names(value)
         return value
+
+    @field_validator("login_redirect", "logout_redirect")
+    @classmethod
+    def _local_path(cls, value: str) -> str:
+        return local_path(value)
 
     @field_validator("site_name")
     @classmethod

@@ -53,7 +53,7 @@ def is_api_request(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def install_handlers(app: FastAPI, render: Render, *, cookie_secure: str = "auto") -> None:
+def install_handlers(app: FastAPI, render: Render, *, cookie_secure: str = "auto", home: str = "/") -> None:
     async def not_logged_in(request: Request, exc: NotLoggedIn) -> Response:
         if is_api_request(request):
             return JSONResponse({"detail": "Not logged in."}, status_code=401)
@@ -63,7 +63,7 @@ def install_handlers(app: FastAPI, render: Render, *, cookie_secure: str = "auto
     async def already_logged_in(request: Request, exc: AlreadyLoggedIn) -> Response:
         if is_api_request(request):
             return JSONResponse({"detail": "Already logged in."}, status_code=409)
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(home, status_code=303)
 
     async def permission_missing(request: Request, exc: PermissionMissing) -> Response:
         names = ", ".join(exc.scopes)

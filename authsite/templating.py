@@ -23,7 +23,7 @@ def resource_dir(name: str) -> Path:
 
 class Pages:
     def __init__(self, *, templates_dir: Path | None, static_url: Callable[[str], str], site_name: str, allow_signup: bool,
-                 passkeys: bool = False, login_by_code: bool = False):
+                 passkeys: bool = False, login_by_code: bool = False, home: str = "/"):
         ours = jinja2.FileSystemLoader(str(resource_dir("templates")))
         # The site's own folder first, then ours; ours also as "authsite/<name>", so a site's
         # login.html can extend "authsite/login.html" and fill one block (a logo) instead of copying it.
@@ -33,6 +33,7 @@ class Pages:
         env.globals["site_name"] = site_name
         env.globals["allow_signup"] = allow_signup
         env.globals["login_by_code"] = login_by_code
+        env.globals["home"] = home  # where "home page" links go: the login redirect (a host app may have no "/")
         env.globals["passkeys"] = passkeys  # whether the site can offer passkeys (its base URL allows them)
         env.filters["when"] = _when
         env.filters["describe_event"] = events.describe

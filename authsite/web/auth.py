@@ -26,13 +26,13 @@ def auth_router(site) -> APIRouter:
     anonymous_only = [Depends(guards.already_logged_in)]
 
     @router.get("/login", dependencies=anonymous_only)
-    async def login_page(request: Request, next: str = "/") -> Response:
-        return site.pages.render(request, "login.html", {"next": safe_next(next), "username": ""})
+    async def login_page(request: Request, next: str = "") -> Response:
+        return site.pages.render(request, "login.html", {"next": safe_next(next, site.login_redirect), "username": ""})
 
     @router.post("/login", dependencies=anonymous_only)
     async def login(request: Request, form: Form) -> Response:
         username, password = form.get("username", "").strip(), form.get("password", "")
-        next_path = safe_next(form.get("next"))
+        next_path = safe_next(form.get("next"), site.login_redirect)
         errors = {}
         if not username:
             errors["username"] = "Enter your username or email."
@@ -79,7 +79,7 @@ def auth_router(site) -> APIRouter:
         # nothing, so only a live session needs the token (no "request refused" page).
         if request.user.is_authenticated:
             await site.checked_form(request)
-        response = flash.redirect_with_flash("/", "logged_out", conn=request, cookie_secure=site.settings.cookie_secure)
+        response = flash.redirect_with_flash(site.logout_redirect, "logged_out", conn=request, cookie_secure=site.settings.cookie_secure)
         if await log_out_user(site, request, response):
             await audit(site, request, Kind.LOGOUT, user_id=request.user.id)
         return response

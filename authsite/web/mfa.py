@@ -26,15 +26,15 @@ def mfa_router(site) -> APIRouter:
         return response
 
     @router.get("/mfa")
-    async def code_page(request: Request, next: str = "/") -> Response:
+    async def code_page(request: Request, next: str = "") -> Response:
         if not has_pending_login(site, request):
             return RedirectResponse("/auth/login", status_code=303)
         # Nothing about the account is shown: the pending cookie alone tells nobody whose it is.
-        return _form(request, safe_next(next))
+        return _form(request, safe_next(next, site.login_redirect))
 
     @router.post("/mfa")
     async def check_code(request: Request, form: Form) -> Response:
-        next_path = safe_next(form.get("next"))
+        next_path = safe_next(form.get("next"), site.login_redirect)
         if not has_pending_login(site, request):
             return RedirectResponse("/auth/login", status_code=303)
         code, credential = form.get("code", "").strip(), form.get("credential", "")

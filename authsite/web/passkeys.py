@@ -168,7 +168,7 @@ def passkey_pages_router(site) -> APIRouter:
 
     @router.post("/auth/passkey", dependencies=[Depends(guards.already_logged_in)])
     async def sign_in(request: Request, form: Form) -> Response:
-        next_path = safe_next(form.get("next"))
+        next_path = safe_next(form.get("next"), site.login_redirect)
         credential = form.get("credential", "")
         if not site.passkeys.available or not credential:
             return _login_page(request, next_path, NO_CREDENTIAL, status_code=400)

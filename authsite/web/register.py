@@ -58,7 +58,7 @@ def register_router(site) -> APIRouter:
         if mandatory:
             # Not logged in: the address must be proved first (the link, then the login form).
             return hold_page(site, request, user)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(site.login_redirect, status_code=303)
         if not await log_in_user(site, request, response, user, remember=False):
             # Changed by someone else in the instant since it was made: the
             # account exists, so send them to log in.

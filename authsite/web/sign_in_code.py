@@ -124,12 +124,12 @@ def sign_in_code_router(site) -> APIRouter:
     on = [Depends(enabled)]
 
     @router.get("", dependencies=on)
-    async def ask_page(request: Request, next: str = "/") -> Response:
-        return site.pages.render(request, "code_request.html", {"next": safe_next(next), "email": ""})
+    async def ask_page(request: Request, next: str = "") -> Response:
+        return site.pages.render(request, "code_request.html", {"next": safe_next(next, site.login_redirect), "email": ""})
 
     @router.post("", dependencies=on)
     async def ask(request: Request, form: Form) -> Response:
-        email, next_path = form.get("email", "").strip(), safe_next(form.get("next"))
+        email, next_path = form.get("email", "").strip(), safe_next(form.get("next"), site.login_redirect)
         if not email or "@" not in email or len(email) > 254:
             context = {"next": next_path, "email": email[:254], "errors": {"email": "Enter your email address."}}
             return site.pages.render(request, "code_request.html", context, status_code=400)
@@ -144,14 +144,14 @@ def sign_in_code_router(site) -> APIRouter:
         return response
 
     @router.get("/confirm", dependencies=on)
-    async def code_page(request: Request, next: str = "/") -> Response:
+    async def code_page(request: Request, next: str = "") -> Response:
         if not _browser_token(site, request):
             return RedirectResponse("/auth/code", status_code=303)
-        return site.pages.render(request, "code_confirm.html", {"next": safe_next(next)})
+        return site.pages.render(request, "code_confirm.html", {"next": safe_next(next, site.login_redirect)})
 
     @router.post("/confirm", dependencies=on)
     async def check_code(request: Request, form: Form) -> Response:
-        next_path = safe_next(form.get("next"))
+        next_path = safe_next(form.get("next"), site.login_redirect)
         code = form.get("code", "").strip()
         if not code:
             return _code_form(request, next_path, {"code": "Enter the code from the mail."}, 400)
@@ -231,7 +231,7 @@ def sign_in_code_api_router(site) -> APIRouter:
             return JSONResponse({"detail": "Sign-in codes are off on this site."}, status_code=404)
         body = await read_json(request, CodeRequestIn)
         response = JSONResponse({"detail": SENT}, status_code=202)
-        retry = await ask_for_code(site, request, body.email[:254], remember=body.remember, next_path="/",
+        retry = await ask_for_code(site, request, body.email[:254], remember=body.remember, next_path=site.login_redirect,
                                    response=response)
         if retry is not None:
             return JSONResponse({"detail": too_many_attempts(retry)}, status_code=429,
