@@ -179,11 +179,19 @@ async def _new_username_problem(db: AsyncSession, username: str) -> str | None:
         return CHOOSE_USERNAME
     if problem := rules.username_problem(username):
         return problem
-    if await get_user_by_username(db, username):
+    return await _username_taken(db, username)
+
+
+async def _username_taken(db: AsyncSession, username: str) -> str | None:
+    """TAKEN for the name itself, CONFUSABLE for a look-alike. One statement, so one snapshot: as two
+    queries, a sign-up committed between them read as a look-alike of itself."""
+    key, skeleton = rules.username_key(username), rules.username_skeleton(username)
+    keys = (await db.exec(select(User.username_key).where(
+        (User.username_key == key) | (User.username_skeleton == skeleton)
+    ))).all()
+    if key in keys:
         return USERNAME_TAKEN
-    if await _skeleton_is_taken(db, rules.username_skeleton(username)):
-        return USERNAME_CONFUSABLE
-    return None
+    return USERNAME_CONFUSABLE if keys else None
 
 
 async def _new_email_problem(db: AsyncSession, email: str | None, *, required: bool) -> str | None:
@@ -321,13 +329,7 @@ def checked_email(email: str | None) -> str | None:
         raise AccountError("email", str(exc)) from None
 
 
-async def _skeleton_is_taken(db: AsyncSession, skeleton: str) -> bool:
-    return (await db.exec(select(User.id).where(User.username_skeleton == skeleton))).first() is not None
-
-
 async def _which_is_taken(db: AsyncSession, username: str) -> AccountError:
-    if await get_user_by_username(db, username):
-        return AccountError("username", USERNAME_TAKEN)
-    if await _skeleton_is_taken(db, rules.username_skeleton(username)):
-        return AccountError("username", USERNAME_CONFUSABLE)
+    if problem := await _username_taken(db, username):
+        return AccountError("username", problem)
     return AccountError("email", EMAIL_TAKEN)
