@@ -16,13 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from authsite import accounts, errors, events, guards, pending, resets, sessions
-from authsite.body_limit import BodyLimitMiddleware
+from authsite.body_limit import BodyLimit
 from authsite.config import Settings, local_path
 from authsite.csrf import Csrf
 from authsite.db import Database
-from authsite.head import HeadLikeGet
-from authsite.headers import SecurityHeadersMiddleware
-from authsite.hosts import AllowedHostsMiddleware
+from authsite.headers import SecurityHeaders
+from authsite.hosts import AllowedHosts
 from authsite.factors.passkeys import Passkeys, RelyingParty, purge_used_challenges
 from authsite.factors.second_factors import SecondFactors
 from authsite.first_admin import SetupLinks
@@ -134,16 +133,13 @@ class AuthSite:
         """Add authsite to `app`: lifespan, middleware, routes, static files, handlers."""
         app.state.authsite = self
         _chain_lifespan(app, self.lifespan)
-        app.add_middleware(HeadLikeGet, routes=app.router.routes)  # added first: innermost, beside the routes
         database_down = DatabaseDownAnswer(self.pages.render)
         app.add_middleware(
             AuthMiddleware, lookup=self.lookup, unavailable=database_down, cookie_secure=self.settings.cookie_secure,
+            hosts=AllowedHosts(self.settings.allowed_host_names), headers=SecurityHeaders(page_headers=self.security_headers),
+            body_limit=BodyLimit(prefixes=LIMITED_BODY_PREFIXES), routes=app.router.routes,
             skip_prefixes=(self.static_path + "/",), mfa_required=self.settings.mfa_required,
         )
-        app.add_middleware(BodyLimitMiddleware, prefixes=LIMITED_BODY_PREFIXES)
-        app.add_middleware(SecurityHeadersMiddleware, page_headers=self.security_headers)
-        # Added last, so outermost: a request for a foreign host name is refused before any other work.
-        app.add_middleware(AllowedHostsMiddleware, allowed=self.settings.allowed_host_names)
         api, passkey_api, code_api = api_router(self), passkey_api_router(self), sign_in_code_api_router(self)
         setup_api = setup_api_router(self)
         served = [

@@ -1,26 +1,26 @@
-"""Pure ASGI: refuse request bodies over a limit with 413 before anything parses them."""
+"""Refuse request bodies over a limit with 413 before anything parses them."""
 
 from starlette.exceptions import HTTPException
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES, prefixes: tuple[str, ...] = ("/",)):
-        self.app = app
+class BodyLimit:
+    def __init__(self, *, max_bytes: int = MAX_BODY_BYTES, prefixes: tuple[str, ...] = ("/",)):
         self.max_bytes = max_bytes
-        self.prefixes = prefixes
+        self.prefixes = prefixes  # the paths whose bodies are read; the host app's own are its to limit
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefixes):
-            await self.app(scope, receive, send)
-            return
+    def declared_too_large(self, scope: Scope) -> PlainTextResponse | None:
+        """The 413 for a body whose Content-Length is over the limit, before a byte of it is read."""
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._too_large()(scope, receive, send)
-            return
+            return PlainTextResponse(self._message(), status_code=413, headers={"connection": "close"})
+        return None
+
+    def counting(self, receive: Receive) -> Receive:
+        """`receive` that stops at the limit: chunked bodies have no length up front."""
         received = 0
 
         async def counting_receive() -> Message:
@@ -29,18 +29,14 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    # Chunked bodies have no length up front: stop reading here;
-                    # the route's exception handling turns this into a 413.
+                    # The route's exception handling turns this into a 413.
                     raise HTTPException(413, self._message())
             return message
 
-        await self.app(scope, counting_receive, send)
+        return counting_receive
 
     def _message(self) -> str:
         return f"The request body is larger than {self.max_bytes // 1024} KiB; send less."
-
-    def _too_large(self) -> PlainTextResponse:
-        return PlainTextResponse(self._message(), status_code=413, headers={"connection": "close"})
 
 
 def _content_length(scope: Scope) -> int | None:

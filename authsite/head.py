@@ -1,4 +1,4 @@
-"""Pure ASGI: HEAD on a GET route answers as GET would, without the body (RFC 9110, 9.3.2).
+"""HEAD on a GET route answers as GET would, without the body (RFC 9110, 9.3.2).
 
 Starlette's own routes answer HEAD where they answer GET; FastAPI's do not, and answer 405,
 which uptime monitors and link checkers read as "down". Routes that take HEAD themselves
@@ -8,20 +8,8 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class HeadLikeGet:
-    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute]):
-        self.app = app
-        # The app's own list, read at request time: the host adds its routes after install.
-        self.routes = routes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD" or _takes_head(self.routes, scope):
-            await self.app(scope, receive, send)
-            return
-        await answer_as_get(self.app, scope, receive, send)
-
-
-def _takes_head(routes: list[BaseRoute], scope: Scope) -> bool:
+def takes_head(routes: list[BaseRoute], scope: Scope) -> bool:
+    """Whether one of `routes` answers this HEAD request itself."""
     return any(route.matches(scope)[0] is Match.FULL for route in routes)
 
 

@@ -1,6 +1,6 @@
-"""Pure ASGI: security headers on every response, and no caching of private ones."""
+"""Security headers on every response, and no caching of private ones."""
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 # Same-origin resources only, no inline script or style, never framed.
 CONTENT_SECURITY_POLICY = (
@@ -20,33 +20,21 @@ STATIC_HEADERS = {
 }
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp, *, page_headers: bool = True):
-        self.app = app
+class SecurityHeaders:
+    def __init__(self, *, page_headers: bool = True):
         self.send_page_headers = page_headers
         # Encoded once: this runs on every response.
         self.page_headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in STATIC_HEADERS.items()
                              if page_headers]
+        self.hsts = (HSTS, STRICT_TRANSPORT_SECURITY.encode("latin-1"))
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = self._headers(scope, message.get("headers") or ())
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-    def _headers(self, scope: Scope, headers) -> list[tuple[bytes, bytes]]:
+    def merged(self, scope: Scope, headers) -> list[tuple[bytes, bytes]]:
         """The response's own headers win; ours fill in what it did not set."""
         headers = list(headers)
         present = {name.lower() for name, _ in headers}
         headers.extend(pair for pair in self.page_headers if pair[0] not in present)
         if self.send_page_headers and scope.get("scheme") == "https" and HSTS not in present:
-            headers.append((HSTS, STRICT_TRANSPORT_SECURITY.encode("latin-1")))
+            headers.append(self.hsts)
         if _is_private(scope, present):
             # A shared cache must never keep a page meant for one user
             # or a response that hands out a session cookie.

@@ -1,6 +1,6 @@
-"""Pure ASGI: answer only to the host names the site is configured for (DNS rebinding)."""
+"""Answer only to the host names the site is configured for (DNS rebinding)."""
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 ANY_HOST = "*"
 REFUSAL = (
@@ -14,21 +14,21 @@ REFUSAL_HEADERS = [
 ]
 
 
-class AllowedHostsMiddleware:
-    """Outermost, so a refused request touches nothing else: no session lookup, no database.
+class AllowedHosts:
+    """Checked first, so a refused request touches nothing else: no session lookup, no database.
 
     A page on an attacker's name that later resolves to our address (DNS rebinding) is
     same-origin with itself, so the browser lets its scripts read our answers and the
     origin checks see nothing foreign; only the Host header tells the name it was meant for."""
 
-    def __init__(self, app: ASGIApp, *, allowed: frozenset[str]):
-        self.app = app
+    def __init__(self, allowed: frozenset[str]):
         self.allowed = None if ANY_HOST in allowed else allowed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.allowed is None or scope["type"] not in ("http", "websocket") or host_name(scope) in self.allowed:
-            await self.app(scope, receive, send)
-            return
+    def allow(self, scope: Scope) -> bool:
+        return self.allowed is None or host_name(scope) in self.allowed
+
+    @staticmethod
+    async def refuse(scope: Scope, send: Send) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return

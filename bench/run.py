@@ -37,10 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="authsite-bench-") as tmp, database(args.database_url, tmp) as url:
         env = authsite_env(Path(tmp) / "data", url)
         run_py("create-user", USERNAME, "--password-stdin", env=env, stdin=PASSWORD + "\n")
-        with server("bench.apps:bare_app", env) as bare, server("bench.apps:protected_app", env) as site:
+        with (server("bench.apps:bare_app", env) as bare, server("bench.apps:protected_app", env) as site,
+              server("bench.apps:protected_app", env, stack="h11") as old_stack):
             cookie = log_in(site.url)
             page = Target(site.url + "/page", cookie)
-            results["phases"]["throughput"] = throughput(plan, Target(bare.url + "/page"), page)
+            results["phases"]["throughput"] = throughput(
+                plan, Target(bare.url + "/page"), page, Target(old_stack.url + "/page", cookie))
+            results["phases"]["memory_h11"] = {"idle_rss_mb": old_stack.idle_rss_mb}
             results["phases"]["login_storm"] = login_storm(plan, page, site.url)
             results["phases"]["memory"] = {"idle_rss_mb": site.idle_rss_mb, "storm_peak_rss_mb": site.peak_rss_mb}
             results["phases"]["writes"] = writes_per_session(plan, site.url, url)
@@ -77,12 +80,19 @@ def load(plan: Plan, target: Target, seconds: float | None = None) -> dict:
 # What the phases measure
 
 
-def throughput(plan: Plan, bare: "Target", page: "Target") -> dict:
-    """Bare FastAPI and the protected page, interleaved round by round."""
-    rounds = [{"bare": load(plan, bare), "authsite": load(plan, page)} for _ in range(plan.rounds)]
-    bare_rps = statistics.median(r["bare"]["rps"] for r in rounds)
-    site_rps = statistics.median(r["authsite"]["rps"] for r in rounds)
-    return {"rounds": rounds, "bare_rps": bare_rps, "authsite_rps": site_rps, "ratio": site_rps / bare_rps}
+def throughput(plan: Plan, bare: "Target", page: "Target", page_on_h11: "Target") -> dict:
+    """Bare FastAPI and the protected page, and the page on the pure-Python stack authsite installed
+    before issue 18 (h11, asyncio's loop), interleaved round by round."""
+    rounds = [{"bare": load(plan, bare), "authsite": load(plan, page), "authsite_h11": load(plan, page_on_h11)}
+              for _ in range(plan.rounds)]
+
+    def median(name: str, figure: str = "rps") -> float:
+        return statistics.median(r[name][figure] for r in rounds)
+
+    return {"rounds": rounds, "bare_rps": median("bare"), "authsite_rps": median("authsite"),
+            "ratio": median("authsite") / median("bare"), "authsite_p99_ms": median("authsite", "p99_ms"),
+            "authsite_h11_rps": median("authsite_h11"), "authsite_h11_p99_ms": median("authsite_h11", "p99_ms"),
+            "speedup_over_h11": median("authsite") / median("authsite_h11")}
 
 
 def login_storm(plan: Plan, page: "Target", site_url: str) -> dict:
@@ -174,11 +184,14 @@ def report(results: dict) -> None:
     t, s = phases["throughput"], phases["login_storm"]
     lines = [
         f"protected page / bare FastAPI: {t['ratio']:.3f}  ({t['authsite_rps']:.0f} vs {t['bare_rps']:.0f} req/s)",
+        f"protected page, httptools+uvloop / h11+asyncio: {t['speedup_over_h11']:.2f}  ({t['authsite_rps']:.0f} vs"
+        f" {t['authsite_h11_rps']:.0f} req/s; p99 {t['authsite_p99_ms']:.2f} vs {t['authsite_h11_p99_ms']:.2f} ms)",
         f"page p99 with login storm / without: {s['ratio']:.2f}  ({s['p99_storm_ms']:.2f} vs {s['p99_calm_ms']:.2f} ms)",
         f"login throughput / hashing-only limit: {phases['login_throughput']['ratio']:.2f}",
         f"writes to one busy session's row in {phases['writes']['seconds_of_load']} s: {phases['writes']['writes']}"
         f" (at most {phases['writes']['allowed']})",
-        f"RSS idle / under storm: {phases['memory']['idle_rss_mb']:.1f} / {phases['memory']['storm_peak_rss_mb']:.1f} MB",
+        f"RSS idle / under storm: {phases['memory']['idle_rss_mb']:.1f} / {phases['memory']['storm_peak_rss_mb']:.1f} MB"
+        f" (idle on h11+asyncio: {phases['memory_h11']['idle_rss_mb']:.1f} MB)",
         f"start to first 200: {phases['startup']['seconds_to_first_200']:.2f} s",
     ]
     ts = phases["table_size"]

@@ -64,11 +64,16 @@ class Server:
             time.sleep(0.2)
 
 
+# uvicorn's stacks: what authsite installs (httptools and uvloop, which uvicorn picks by itself) and
+# the pure-Python one it installed before issue 18 (h11 and asyncio's own loop), for comparison.
+STACKS = {"default": [], "h11": ["--http", "h11", "--loop", "asyncio"]}
+
+
 @contextmanager
-def server(factory: str, env: dict):
+def server(factory: str, env: dict, *, stack: str = "default"):
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--log-level", "warning", "--no-access-log"]
+               "--workers", "1", "--log-level", "warning", "--no-access-log", *STACKS[stack]]
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
