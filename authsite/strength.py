@@ -10,8 +10,6 @@ The rule itself is `rules.password_problem`; this module only decides where it r
 
 import asyncio
 import atexit
-import multiprocessing
-import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +17,7 @@ from functools import partial
 
 from authsite import rules
 from authsite.passwords import HashingBusy
+from authsite.worker_processes import spawn_pool
 
 # Passwords waiting to be judged in this process, the one being judged included.
 QUEUE_LIMIT = 32
@@ -66,9 +65,7 @@ def _worker() -> ProcessPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            # spawn, not fork: the server process has threads (hashing, SQLite), which fork copies badly.
-            _pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_lower_priority)
+            _pool = spawn_pool(1, niceness=WORKER_NICENESS)
         return _pool
 
 
@@ -78,14 +75,6 @@ def _discard_worker() -> None:
         pool, _pool = _pool, None
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _lower_priority() -> None:
-    """In the worker: let the server's own processes have the CPU first."""
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:
-        pass
 
 
 atexit.register(_discard_worker)
