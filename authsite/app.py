@@ -210,6 +210,7 @@ class AuthSite:
             self.reader = None
         if self.database:
             await self.database.dispose()
+        self.hasher.close()  # its worker processes go with the app
 
     async def lookup(self, token: str) -> sessions.ActiveSession | None:
         return await sessions.get_user_by_session_token(

@@ -11,13 +11,12 @@ The rule itself is `rules.password_problem`; this module only decides where it r
 import asyncio
 import atexit
 import threading
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 
 from authsite import rules
 from authsite.passwords import HashingBusy
-from authsite.worker_processes import spawn_pool
+from authsite.worker_processes import WorkerPool
 
 # Passwords waiting to be judged in this process, the one being judged included.
 QUEUE_LIMIT = 32
@@ -26,8 +25,8 @@ TIMEOUT_SECONDS = 15
 WORKER_NICENESS = 19
 
 _lock = threading.Lock()
-_pool: ProcessPoolExecutor | None = None
 _waiting = 0
+_WORKER = WorkerPool(1, niceness=WORKER_NICENESS)
 
 
 async def password_problem(password: str, *, user_inputs: list[str]) -> str | None:
@@ -47,34 +46,15 @@ async def password_problem(password: str, *, user_inputs: list[str]) -> str | No
 
 
 async def _judge(password: str, user_inputs: list[str]) -> str | None:
-    loop = asyncio.get_running_loop()
-    for attempt in (1, 2):
-        try:
-            judge = partial(rules.password_problem, password, user_inputs=user_inputs)
-            future = loop.run_in_executor(_worker(), judge)
-            return await asyncio.wait_for(future, TIMEOUT_SECONDS)
-        except BrokenProcessPool:
-            _discard_worker()  # it died (killed, out of memory): one new one, once
-            if attempt == 2:
-                raise HashingBusy() from None
-        except TimeoutError:
-            raise HashingBusy() from None
+    judge = partial(rules.password_problem, password, user_inputs=user_inputs)
+    try:
+        return await asyncio.wait_for(_WORKER.run(judge), TIMEOUT_SECONDS)
+    except (BrokenProcessPool, TimeoutError):
+        raise HashingBusy() from None  # it died twice in a row, or is starved of CPU
 
 
-def _worker() -> ProcessPoolExecutor:
-    global _pool
-    with _lock:
-        if _pool is None:
-            _pool = spawn_pool(1, niceness=WORKER_NICENESS)
-        return _pool
+def worker_processes() -> list[int]:
+    return _WORKER.processes()
 
 
-def _discard_worker() -> None:
-    global _pool
-    with _lock:
-        pool, _pool = _pool, None
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-atexit.register(_discard_worker)
+atexit.register(_WORKER.close)

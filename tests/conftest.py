@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
-from authsite import Settings, accounts, create_app
+from authsite import Settings, accounts, create_app, passwords
 from authsite.app import AuthSite
 from support import PASSWORD, Clock, log_in
 
@@ -77,6 +77,15 @@ def clean_environment(monkeypatch, tmp_path):
         if name.startswith("AUTHSITE_") and name != "AUTHSITE_TEST_DATABASE_URL":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def hashing_in_threads(monkeypatch):
+    """Apps made in a test hash in threads of the test's process: the tests that watch the hashing
+    (CountingContext, RecordingContext) see it there, and the hundreds of apps the suite makes do
+    not each start processes. The served site's worker processes are tested through run.py
+    (test_hashing_processes.py) and by every test that starts it."""
+    monkeypatch.setattr(passwords, "IN_PROCESSES", False)
 
 
 @pytest.fixture(scope="session")

@@ -198,14 +198,16 @@ def test_a_two_second_idle_limit_ends_a_session_left_alone_for_three(make_settin
         assert client.get("/api/me").status_code == 401
 
 
-def test_a_two_second_idle_limit_keeps_a_session_used_every_second_and_writes_it_at_most_once_a_second(
+def test_a_four_second_idle_limit_keeps_a_session_used_every_second_and_writes_it_at_most_every_two_seconds(
     make_settings,
 ):
-    app = create_app(make_settings(session_idle_seconds=2, session_max_seconds=60))
+    # Four seconds, not two: on a loaded machine (the suite runs a process per core) a second's
+    # sleep and a request took over two seconds, and the session rightly ended (CI, issue 17).
+    app = create_app(make_settings(session_idle_seconds=4, session_max_seconds=60))
     with running(app) as (client, run_db):
         assert log_in(client).status_code == 303
         site = app.state.authsite
-        assert site.lifetimes.touch_interval == timedelta(seconds=1)
+        assert site.lifetimes.touch_interval == timedelta(seconds=2)
 
         started = time.monotonic()
         with written_statements(site) as writes:
@@ -214,7 +216,7 @@ def test_a_two_second_idle_limit_keeps_a_session_used_every_second_and_writes_it
                 assert client.get("/api/me").status_code == 200
         elapsed = time.monotonic() - started
 
-        assert 1 <= len(writes) <= elapsed + 1, writes
+        assert 1 <= len(writes) <= elapsed / 2 + 1, writes
         assert all(sql.lstrip().upper().startswith("UPDATE") for sql in writes)
 
 

@@ -21,7 +21,7 @@ SERVER = textwrap.dedent(
 
     if __name__ == "__main__":
         asyncio.run(judge_once())
-        print(*strength._pool._processes, flush=True)
+        print(*strength.worker_processes(), flush=True)
         time.sleep(120)
     """
 )

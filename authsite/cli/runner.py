@@ -35,7 +35,8 @@ def run_with_database(
     check_data_dir(settings)
 
     async def run() -> None:
-        db, hasher = Database(settings.resolved_database_url), PasswordHasher()
+        # In a thread: a command has no pages to keep fast, and one hash needs no process of its own.
+        db, hasher = Database(settings.resolved_database_url), PasswordHasher(in_processes=False)
         try:
             if upgrade:
                 await db.create_schema()

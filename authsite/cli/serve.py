@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 from authsite.cli.failures import BadSetting
@@ -32,6 +33,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     run_to_end(settings, _start_and_stop_site(settings))
     from authsite import serving
 
+    # Each worker sizes its hashing processes by how many workers share the machine (passwords.py).
+    os.environ["WEB_CONCURRENCY"] = str(args.workers)
     uvicorn.run(
         **serving.uvicorn_options(settings, workers=args.workers), log_config=config, log_level=settings.log_level
     )
@@ -40,9 +43,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _start_and_stop_site(settings: Settings) -> None:
     from authsite.app import AuthSite
+    from authsite.passwords import PasswordHasher
 
     missing = [path for path in files_a_start_makes(settings) if not path.exists()]
     site = AuthSite(settings)
+    # This start serves no page: an admin's password (AUTHSITE_ADMIN_*) is hashed in a thread
+    # rather than in a worker process started for this one moment.
+    site.hasher = PasswordHasher(in_processes=False)
     try:
         await site.start()
         for line in await start_messages(settings, site, created=[path for path in missing if path.exists()]):
