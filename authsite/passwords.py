@@ -44,20 +44,14 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(*, in_processes: bool = True) -> int:
-    """How many hashes run at once.
-
-    In processes of their own under SCHED_IDLE (the server's way), one per usable CPU: such a
-    process gets a core only while the event loop and everything else leave it idle, so pages keep
-    their core whatever the logins do, and logins use every cycle pages leave (issue 18,
-    bench/RESULTS.md). In threads of the server process (the command line's way) one fewer, and at
-    least one: a hashing thread shares the loop's GIL, and a thread on every core tripled page p99
-    under a login storm (issue 6). Several server processes on one machine (`run.py --workers N`,
-    which sets WEB_CONCURRENCY for its workers, as uvicorn and gunicorn read it) share the cores."""
-    cpus = usable_cpus()
-    if not in_processes:
-        return max(1, cpus - 1)
-    return max(1, cpus // server_processes())
+def default_workers() -> int:
+    """How many hashes run at once: one per usable CPU less one, at least one, so the event loop
+    that serves every page keeps a core of its own. With a thread on every core, a login storm on
+    2 cores tripled page p99 for 20 % more logins per second (issue 6); with a SCHED_IDLE process
+    on every core it still raised it 1.63x against 1.34x for one (issue 18, bench/RESULTS.md).
+    Several server processes on one machine (`run.py --workers N`, which sets WEB_CONCURRENCY for
+    its workers, as uvicorn and gunicorn read it) share the cores between them."""
+    return max(1, usable_cpus() // server_processes() - 1)
 
 
 def server_processes() -> int:
@@ -88,7 +82,7 @@ class PasswordHasher:
 
     def __init__(self, workers: int | None = None, *, capacity: int | None = None, in_processes: bool | None = None):
         self.in_processes = IN_PROCESSES if in_processes is None else in_processes
-        self.workers = workers or default_workers(in_processes=self.in_processes)
+        self.workers = workers or default_workers()
         self.capacity = capacity or self.workers * QUEUE_PER_WORKER
         self._queued = 0
         # Each worker makes its dummy hash as it starts, not on the first unknown login.
