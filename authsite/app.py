@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from authsite import accounts, errors, events, guards, pending, resets, sessions
+from authsite import accounts, errors, events, guards, pending, resets, sessions, strength
 from authsite.body_limit import BodyLimit
 from authsite.config import Settings, local_path
 from authsite.csrf import Csrf
@@ -210,7 +210,10 @@ class AuthSite:
             self.reader = None
         if self.database:
             await self.database.dispose()
-        self.hasher.close()  # its worker processes go with the app
+        # The worker processes go with the app, waited for (a hash at most) in a thread: exiting
+        # first would leave their queues' semaphores for multiprocessing to complain about.
+        await asyncio.to_thread(self.hasher.close, wait=True)
+        await asyncio.to_thread(strength.stop_worker)
 
     async def lookup(self, token: str) -> sessions.ActiveSession | None:
         return await sessions.get_user_by_session_token(

@@ -147,13 +147,13 @@ class PasswordHasher:
             )
         return self._threads
 
-    def close(self) -> None:
-        """Stop the workers; hashing again later starts new ones."""
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the workers; hashing again later starts new ones. `wait`: until they are gone."""
         if self._processes is not None:
-            self._processes.close()
+            self._processes.close(wait=wait)
         threads, self._threads = self._threads, None
         if threads is not None:
-            threads.shutdown(wait=False, cancel_futures=True)
+            threads.shutdown(wait=wait, cancel_futures=True)
 
 
 def _ignore_outcome(future: asyncio.Future) -> None:

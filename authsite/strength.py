@@ -57,4 +57,9 @@ def worker_processes() -> list[int]:
     return _WORKER.processes()
 
 
-atexit.register(_WORKER.close)
+def stop_worker() -> None:
+    """Stop the worker and wait for it (a server's end); judging again later starts a new one."""
+    _WORKER.close(wait=True)
+
+
+atexit.register(stop_worker)  # a command's end, or a server that never stopped its app

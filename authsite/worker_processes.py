@@ -10,6 +10,7 @@ forever, holding its memory. Each worker therefore watches for its parent to go 
 """
 
 import asyncio
+import gc
 import multiprocessing
 import os
 import signal
@@ -61,9 +62,11 @@ class WorkerPool:
         pool = self._pool
         return list(pool._processes or {}) if pool is not None else []
 
-    def close(self) -> None:
-        """Stop the workers; a later `run` starts new ones."""
-        self._discard(self._pool)
+    def close(self, *, wait: bool = False) -> None:
+        """Stop the workers; a later `run` starts new ones. `wait`: until they have exited and the
+        pool's queues are released (at a server's end: else the interpreter may exit first, and
+        multiprocessing's resource tracker prints a warning about leaked semaphores)."""
+        self._discard(self._pool, wait=wait)
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -71,12 +74,15 @@ class WorkerPool:
                 self._pool = spawn_pool(self.workers, **self.options)
             return self._pool
 
-    def _discard(self, pool: ProcessPoolExecutor | None) -> None:
+    def _discard(self, pool: ProcessPoolExecutor | None, *, wait: bool = False) -> None:
         with self._lock:
             if pool is None or pool is not self._pool:
                 return
             self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=wait, cancel_futures=True)
+        if wait:
+            del pool
+            gc.collect()  # the pool's queues sit in reference cycles; their semaphores go with them
 
 
 def _start_worker(server_pid: int, niceness: int, idle: bool, warm: Callable[[], object] | None) -> None:
