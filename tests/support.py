@@ -184,6 +184,13 @@ def wait_until_healthy(process: subprocess.Popen, url: str, log: Path) -> None:
 def running_site(tmp_path: Path, database_url: str | None, **variables: str):
     """`python run.py` on a free 127.0.0.1 port until the block ends, then stopped by its PID.
     Yields (url, env) once /healthz answers; its log is tmp_path / "server.log"."""
+    with running_server(tmp_path, database_url, **variables) as (url, env, _):
+        yield url, env
+
+
+@contextmanager
+def running_server(tmp_path: Path, database_url: str | None, **variables: str):
+    """As running_site, and the server's process too: (url, env, process)."""
     port = free_port()
     env = run_py_environment(tmp_path / "data", database_url, port, **variables)
     log = tmp_path / "server.log"
@@ -193,7 +200,7 @@ def running_site(tmp_path: Path, database_url: str | None, **variables: str):
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(process, url, log)
-        yield url, env
+        yield url, env, process
     finally:
         stop_process(process)
 

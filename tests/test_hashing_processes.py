@@ -5,7 +5,6 @@ so a login storm takes neither the event loop's core nor its GIL (issue 18). The
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from authsite import passwords
 from authsite.passwords import CONTEXT, HashingBusy, PasswordHasher
-from support import PASSWORD, RUN_PY, free_port, run_py_environment, stop_process, wait_until_healthy
+from support import PASSWORD, running_server
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc and Linux's scheduling policies")
 
@@ -54,15 +53,7 @@ def is_running(pid: int) -> bool:
 
 @linux_only
 def test_the_served_site_hashes_in_a_process_that_runs_only_when_a_core_is_idle(tmp_path, database_url):
-    port = free_port()
-    env = run_py_environment(tmp_path / "data", database_url, port, admin_username="alice", admin_password=PASSWORD)
-    log = tmp_path / "server.log"
-    with log.open("w") as output:
-        server = subprocess.Popen([sys.executable, str(RUN_PY)], cwd=tmp_path, env=env, stdout=output,
-                                  stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(server, url, log)
+    with running_server(tmp_path, database_url, admin_username="alice", admin_password=PASSWORD) as (url, _, server):
 
         def log_in() -> None:
             answer = httpx2.post(f"{url}/api/auth/login", json={"username": "alice", "password": PASSWORD}, timeout=30)
@@ -78,8 +69,6 @@ def test_the_served_site_hashes_in_a_process_that_runs_only_when_a_core_is_idle(
 
         assert sum(cpu_ticks(pid) for pid in idle_children) > before, "the logins' hashes ran elsewhere"
         assert os.sched_getscheduler(server.pid) == os.SCHED_OTHER  # pages keep the normal priority
-    finally:
-        stop_process(server)
 
 
 def test_a_hash_made_in_a_worker_process_verifies_and_a_wrong_password_does_not(hasher):
