@@ -17,6 +17,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy import JSON
 from sqlalchemy.engine import URL, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
@@ -75,12 +76,17 @@ class CompiledLookup:
         return tuple(values)
 
 
+# On SQLite, SQLAlchemy stores these datetimes as ISO text without an offset, in UTC. Each request
+# binds one and reads two, and converting them directly with datetime's own (C) ISO methods is
+# several times cheaper than SQLAlchemy's general processor chains, with the same text and values
+# (tests/test_session_reader.py compares them).
+
+
 def _result_processor(type_, dialect: Dialect):
     if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
-        # SQLAlchemy stores these as ISO text without an offset, in UTC; reading them back
-        # directly is several times cheaper than its general processor chain (same result,
-        # tests/test_session_reader.py compares the two).
         return _utc_from_sqlite_text
+    if dialect.name == "sqlite" and isinstance(type_, JSON):
+        return _json_from_sqlite_text
     return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
@@ -89,7 +95,37 @@ def _utc_from_sqlite_text(value: str | None) -> datetime | None:
 
 
 def _bind_processor(type_, dialect: Dialect):
+    if dialect.name == "sqlite" and isinstance(type_, UTCDateTime):
+        return _sqlite_text_from_utc
     return type_.dialect_impl(dialect).bind_processor(dialect) or _unchanged
+
+
+def _sqlite_text_from_utc(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise ValueError("the lookup binds aware datetimes only")  # as SQLModel's UTCDateTime refuses
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+# A user's scopes are JSON text, and a site has few distinct lists of them: each is parsed once and
+# every request gets its own copy of the list (the lookup's caller may change it).
+_PARSED_JSON: dict[str, list] = {}
+_PARSED_JSON_MAX = 1024
+
+
+def _json_from_sqlite_text(value: str | None):
+    if value is None:
+        return None
+    parsed = _PARSED_JSON.get(value)
+    if parsed is None:
+        parsed = json.loads(value)
+        if not isinstance(parsed, list):
+            return parsed
+        if len(_PARSED_JSON) >= _PARSED_JSON_MAX:
+            _PARSED_JSON.clear()
+        _PARSED_JSON[value] = parsed
+    return list(parsed)
 
 
 def _unchanged(value):

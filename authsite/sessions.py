@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, delete, exists, insert, update
@@ -58,7 +59,7 @@ class Lifetimes:
     def from_seconds(cls, *, idle: int, max: int, remember: int) -> "Lifetimes":
         return cls(timedelta(seconds=idle), timedelta(seconds=max), timedelta(seconds=remember))
 
-    @property
+    @cached_property  # read on every request
     def touch_interval(self) -> timedelta:
         return min(MAX_TOUCH_INTERVAL, self.idle / 2)
 

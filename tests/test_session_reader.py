@@ -2,15 +2,17 @@
 
 import asyncio
 import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authsite import sessions
 from authsite.models import utcnow
 from authsite.session_reader import (
-    POSTGRES_POOL_SIZE, EngineReader, PostgresReader, ReaderUnavailable, SqliteReader, open_reader,
+    POSTGRES_POOL_SIZE, CompiledLookup, EngineReader, PostgresReader, ReaderUnavailable, SqliteReader, open_reader,
 )
 from support import log_in
 
@@ -201,3 +203,33 @@ def test_postgres_lookups_take_turns_first_come_first_served():
 
 def arrivals_in_order(count: int) -> list[str]:
     return [f"{i:064x}" for i in range(count)]
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2026, 12, 7, 22, 30, 5, 123456, tzinfo=UTC),
+    datetime(2026, 12, 7, 22, 30, 5, tzinfo=UTC),  # no microseconds: still six digits, as SQLAlchemy writes
+    datetime(2026, 12, 8, 0, 30, 5, 7, tzinfo=timezone(timedelta(hours=2))),  # stored as its UTC time
+    datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+])
+def test_the_sqlite_reader_binds_a_moment_as_the_text_sqlalchemy_stores(moment):
+    dialect = sqlite_dialect()
+    compiled = sessions.LOOKUP.compile(dialect=dialect)
+    sqlalchemy_bind = compiled.binds["now"].type.dialect_impl(dialect).bind_processor(dialect)
+    sqlalchemy_text = sqlalchemy_bind(compiled.binds["now"].type.process_bind_param(moment, dialect))
+
+    assert CompiledLookup(sessions.LOOKUP, dialect).params("hash", moment) == ("hash", sqlalchemy_text)
+
+
+def test_the_sqlite_reader_refuses_a_moment_without_a_time_zone():
+    with pytest.raises(ValueError):
+        CompiledLookup(sessions.LOOKUP, sqlite_dialect()).params("hash", datetime(2026, 12, 7, 22, 30))
+
+
+def test_each_read_of_the_same_scopes_gets_a_list_of_its_own():
+    lookup = CompiledLookup(sessions.LOOKUP, sqlite_dialect())
+    raw = (1, 2, "2026-12-07 22:30:05.000000", "2026-12-07 22:30:05.000000", 0, "alice",
+           '["authenticated", "admin"]', None, None, None, 0)
+    first = lookup.row(raw)
+    first[6].append("super")  # a caller that changes its copy
+
+    assert lookup.row(raw)[6] == ["authenticated", "admin"]
