@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
 from functools import partial
 from http import HTTPStatus
@@ -215,8 +215,9 @@ class AuthSite:
         await asyncio.to_thread(self.hasher.close, wait=True)
         await asyncio.to_thread(strength.stop_worker)
 
-    async def lookup(self, token: str) -> sessions.ActiveSession | None:
-        return await sessions.get_user_by_session_token(
+    def lookup(self, token: str) -> Awaitable[sessions.ActiveSession | None]:
+        # Not a coroutine of its own: the middleware awaits the one it returns, a frame less per request.
+        return sessions.get_user_by_session_token(
             reader=self.reader, database=self.database, token=token, lifetimes=self.lifetimes
         )
 

@@ -26,19 +26,24 @@ class SecurityHeaders:
         # Encoded once: this runs on every response.
         self.page_headers = [(n.encode("latin-1"), v.encode("latin-1")) for n, v in STATIC_HEADERS.items()
                              if page_headers]
+        self.page_header_names = frozenset(name for name, _ in self.page_headers)
         self.hsts = (HSTS, STRICT_TRANSPORT_SECURITY.encode("latin-1"))
 
     def merged(self, scope: Scope, headers) -> list[tuple[bytes, bytes]]:
         """The response's own headers win; ours fill in what it did not set."""
         headers = list(headers)
         present = {name.lower() for name, _ in headers}
-        headers.extend(pair for pair in self.page_headers if pair[0] not in present)
+        if present.isdisjoint(self.page_header_names):  # the usual case: add them all at once
+            headers += self.page_headers
+        else:
+            headers.extend(pair for pair in self.page_headers if pair[0] not in present)
         if self.send_page_headers and scope.get("scheme") == "https" and HSTS not in present:
             headers.append(self.hsts)
         if _is_private(scope, present):
             # A shared cache must never keep a page meant for one user
             # or a response that hands out a session cookie.
-            headers = [pair for pair in headers if pair[0].lower() != CACHE_CONTROL]
+            if CACHE_CONTROL in present:
+                headers = [pair for pair in headers if pair[0].lower() != CACHE_CONTROL]
             headers.append((CACHE_CONTROL, b"no-store"))
         return headers
 

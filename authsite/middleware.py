@@ -91,9 +91,9 @@ class AuthMiddleware:
     async def _identify(self, scope: Scope) -> bool:
         """request.user and request.auth from the session cookie; False if the database did not answer."""
         session = None
-        if not scope["path"].startswith(self.skip_prefixes):
+        if not scope["path"].startswith(self.skip_prefixes) and (token := self._token(scope)):
             try:
-                session = await self._find_session(scope)
+                session = await self.lookup(token)
             except LOOKUP_FAILED as exc:
                 log.warning("database unavailable: %s on %s (session lookup)", type(exc).__name__, scope["path"])
                 # Who is asking is unknown: the answer is the one anyone gets.
@@ -110,9 +110,6 @@ class AuthMiddleware:
             scope["auth"] = Scopes(session.scopes)
         return True
 
-    async def _find_session(self, scope: Scope) -> ActiveSession | None:
+    def _token(self, scope: Scope) -> str | None:
         secure = cookies.is_secure(scope, self.cookie_secure)
-        token = cookies.read_cookie(scope, cookies.session_cookie_name(secure))
-        if not token:
-            return None
-        return await self.lookup(token)
+        return cookies.read_cookie(scope, cookies.session_cookie_name(secure))
