@@ -3,8 +3,6 @@
 import logging
 from functools import lru_cache
 
-from ua_parser import parse_os, parse_user_agent
-
 log = logging.getLogger("authsite.devices")
 
 UNKNOWN = "Unknown device"
@@ -16,6 +14,10 @@ def describe_device(user_agent: str | None) -> str:
     if not user_agent:
         return UNKNOWN
     header = user_agent[:MAX_HEADER_CHARS]
+    # Imported at the first sessions list or new-device notice, not at start: with the parser's
+    # rules (and PyYAML, which it loads where installed) it is about 1 MB in every worker.
+    from ua_parser import parse_os, parse_user_agent
+
     try:
         # Only the browser and the system are shown, so only they are parsed (the device table
         # is the largest). The parser's rules are data it ships; any header is the client's to

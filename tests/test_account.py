@@ -360,7 +360,9 @@ def test_a_user_agent_the_parser_cannot_read_shows_an_unknown_device(monkeypatch
     def choke(header):
         raise ValueError(f"Unable to find OS family in {header}")
 
-    monkeypatch.setattr(devices, "parse_os", choke)
+    import ua_parser  # devices.py imports it at its first use
+
+    monkeypatch.setattr(ua_parser, "parse_os", choke)
     devices.describe_device.cache_clear()
 
     assert devices.describe_device("Anything/1.0 (Strange; )") == devices.UNKNOWN

@@ -1,6 +1,7 @@
 """A worker loads what it needs when it needs it: Alembic only when a migration is due, zxcvbn's
 word lists only when a password is set, the second factors' libraries (cryptography, pyotp, segno,
-webauthn: about 10 MB together) only when a code or secret is handled (issue 6's memory target, bench/RESULTS.md)."""
+webauthn: about 10 MB together) only when a code or secret is handled, the User-Agent parser only
+when a device is named (issue 6's and issue 18's memory targets, bench/RESULTS.md)."""
 
 import subprocess
 import sys
@@ -24,7 +25,7 @@ START_AND_REPORT = textwrap.dedent(
 
     asyncio.run(start_and_stop())
     loaded = {name.split(".")[0] for name in sys.modules}
-    print(" ".join(sorted(loaded & {"alembic", "zxcvbn", "cryptography", "pyotp", "segno", "webauthn", "cbor2"})))
+    print(" ".join(sorted(loaded & {"alembic", "zxcvbn", "cryptography", "pyotp", "segno", "webauthn", "cbor2", "ua_parser"})))
     """
 )
 
@@ -64,3 +65,7 @@ def test_the_strength_check_still_refuses_a_common_password(client):
 
     assert rules.password_problem("password1234") is not None
     assert rules.password_problem("correct horse battery staple orbit") is None
+
+
+def test_a_worker_that_has_named_no_device_has_not_loaded_the_user_agent_parser(start_a_worker):
+    assert "ua_parser" not in start_a_worker()
