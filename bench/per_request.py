@@ -5,8 +5,8 @@
 
 What it reports is the difference between the protected page and bare FastAPI serving the same
 page in the same process, interleaved round by round: microseconds authsite adds to each request
-(the session read, the guard, the headers, its middleware), with the server's own work left out.
-wrk through a real server (bench/run.py) then shows what that difference is worth in requests/s.
+(the session read, the guard, the headers, its middleware), with the server's own work left out,
+and what that is made of (STEPS below). wrk through a real server (bench/run.py) then shows what that difference is worth in requests/s.
 """
 
 import argparse
@@ -30,9 +30,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare FastAPI: {result['bare_us']:.1f} µs per request")
     print(f"protected page: {result['authsite_us']:.1f} µs per request")
     print(f"authsite's extra cost: {result['extra_us']:.1f} µs per request")
+    parts = result["breakdown_us"]
+    print(f"  of which: middleware and headers {parts['middleware']:.1f} µs, the session read {parts['session']:.1f} µs,"
+          f" FastAPI solving Depends(logged_in) {parts['authsite']:.1f} µs")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
+
+
+# What the protected page's cost is made of, each case one step on from the one before it: the same
+# small page served by authsite's app without a cookie (its middleware, headers, host check), with the
+# session cookie but read from request.user (the session read), and through Depends(logged_in).
+STEPS = ("bare", "middleware", "session", "authsite")
 
 
 async def measure(tmp: Path, *, requests: int, rounds: int) -> dict:
@@ -42,22 +51,42 @@ async def measure(tmp: Path, *, requests: int, rounds: int) -> dict:
     from authsite import accounts
     from bench.apps import bare_app, protected_app
 
-    bare, protected = bare_app(), protected_app()
+    bare, protected = bare_app(), _with_unguarded_pages(protected_app())
     async with protected.router.lifespan_context(protected):
         site = protected.state.authsite
         async with site.database.sessionmaker() as db:
             await accounts.create_user(db=db, hasher=site.hasher, username=USERNAME, password=PASSWORD)
         cookie = await _log_in(protected)
-        page = _scope("/page", cookie)
-        for app in (bare, protected):  # warm: first calls build caches and compile statements
-            await _serve(app, _scope("/page", cookie), 200)
-        bare_us, site_us = [], []
+        cases = {"bare": (bare, _scope("/page", cookie)), "middleware": (protected, _scope("/anyone", None)),
+                 "session": (protected, _scope("/unguarded", cookie)), "authsite": (protected, _scope("/page", cookie))}
+        for app, scope in cases.values():  # warm: first calls build caches and compile statements
+            await _serve(app, dict(scope), 200)
+        timings = {step: [] for step in STEPS}
         for _ in range(rounds):
-            bare_us.append(await _time(bare, page, requests))
-            site_us.append(await _time(protected, page, requests))
-    bare_median, site_median = statistics.median(bare_us), statistics.median(site_us)
-    return {"requests_per_round": requests, "rounds": rounds, "bare_us": bare_median, "authsite_us": site_median,
-            "extra_us": site_median - bare_median, "bare_rounds_us": bare_us, "authsite_rounds_us": site_us}
+            for step, (app, scope) in cases.items():
+                timings[step].append(await _time(app, scope, requests))
+    median = {step: statistics.median(timings[step]) for step in STEPS}
+    return {"requests_per_round": requests, "rounds": rounds, "bare_us": median["bare"],
+            "authsite_us": median["authsite"], "extra_us": median["authsite"] - median["bare"],
+            "breakdown_us": {later: median[later] - median[earlier] for earlier, later in zip(STEPS, STEPS[1:])},
+            "rounds_us": timings}
+
+
+def _with_unguarded_pages(app):
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse
+
+    from bench.apps import PAGE
+
+    @app.get("/anyone", response_class=HTMLResponse)
+    async def anyone() -> str:
+        return PAGE.format(name="visitor")
+
+    @app.get("/unguarded", response_class=HTMLResponse)
+    async def unguarded(request: Request) -> str:
+        return PAGE.format(name=request.user.username)
+
+    return app
 
 
 async def _time(app, scope: dict, requests: int) -> float:

@@ -47,4 +47,6 @@ def test_a_quick_in_process_run_measures_authsites_cost_per_request(tmp_path):
     measured = json.loads(out.read_text())
     assert measured["bare_us"] > 0
     assert measured["authsite_us"] > measured["bare_us"]  # the session read and the guard are not free
+    assert set(measured["breakdown_us"]) == {"middleware", "session", "authsite"}
+    assert sum(measured["breakdown_us"].values()) == pytest.approx(measured["extra_us"])
     assert "authsite's extra cost" in result.stdout
