@@ -58,3 +58,27 @@ def test_a_quick_in_process_run_measures_authsites_cost_per_request(tmp_path):
     assert measured["bare_us"] > 0
     assert measured["authsite_us"] > measured["bare_us"]  # the session read and the guard are not free
     assert "authsite's extra cost" in result.stdout
+
+
+@needs_wrk
+@needs_bench_extra
+def test_a_quick_cost_curve_has_every_point_in_its_table_and_plot(tmp_path, database_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSITE_")}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.curve", "--quick", "--database-url", database_url, "--out-dir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads((tmp_path / "curve.json").read_text())
+    databases = ["sqlite", "postgres"] if database_url.startswith("postgresql") else ["sqlite"]
+    plan = measured["plan"]
+    assert len(measured["points"]) == len(databases) * len(plan["workers"]) * len(plan["connections"])
+    assert all(point["rps"] > 0 for point in measured["points"])
+    table = (tmp_path / "curve.md").read_text()
+    for database in databases:
+        for workers in plan["workers"]:
+            assert table.count(f"| {database} | {workers} |") == 2  # a row in the requests/s and p99 tables
+    assert table in result.stdout
+    assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
