@@ -1,4 +1,4 @@
-"""authsite's benchmark: its protected page against bare FastAPI, measured in one run.
+"""authsite's benchmark: its protected page against bare FastAPI and its peers, measured in one run.
 
     python -m bench.run                      # full run on SQLite (a few minutes)
     python -m bench.run --database-url postgresql://user@127.0.0.1:5432/db
@@ -7,6 +7,10 @@
 Every figure that matters is a ratio against a baseline measured in the same run, with the
 phases interleaved, so the machine's speed cancels out. Load comes from wrk (Debian's `wrk`)
 on loopback; servers are uvicorn with one worker, started here and stopped by PID.
+
+The peers are what a user would pick instead (bench/peers.py, `pip install -e ".[bench]"`):
+Starlette's signed-cookie SessionMiddleware and fastapi-users (cookie transport, access tokens in
+its own SQLite file), serving the same page in the same interleaved rounds as authsite.
 """
 
 import argparse
@@ -19,11 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.tools import (
-    PASSWORD, REPO, USERNAME, BenchDatabase, Target, authsite_env, database, free_port, log_in, machine_facts,
-    run_py, server, stop, storm, wait_healthy, wrk,
+    FASTAPI_USERS_COOKIE, PASSWORD, REPO, USERNAME, BenchDatabase, Target, authsite_env, database, free_port, log_in,
+    log_in_with_fastapi_users, log_in_with_signed_cookie, machine_facts, peer_env, run_py, server, stop, storm,
+    wait_healthy, wrk,
 )
 
 
@@ -38,11 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         env = authsite_env(Path(tmp) / "data", url)
         run_py("create-user", USERNAME, "--password-stdin", env=env, stdin=PASSWORD + "\n")
         with (server("bench.apps:bare_app", env) as bare, server("bench.apps:protected_app", env) as site,
-              server("bench.apps:protected_app", env, stack="h11") as old_stack):
+              server("bench.apps:protected_app", env, stack="h11") as old_stack,
+              server("bench.apps:protected_app", env, stack="granian") as on_granian, peer_pages(Path(tmp)) as peers):
             cookie = log_in(site.url)
             page = Target(site.url + "/page", cookie)
-            results["phases"]["throughput"] = throughput(
-                plan, Target(bare.url + "/page"), page, Target(old_stack.url + "/page", cookie))
+            results["phases"]["throughput"] = throughput(plan, {
+                "bare": Target(bare.url + "/page"), "authsite": page,
+                "authsite_h11": Target(old_stack.url + "/page", cookie),
+                "authsite_granian": Target(on_granian.url + "/page", cookie), **peers})
             results["phases"]["memory_h11"] = {"idle_rss_mb": old_stack.idle_rss_mb}
             results["phases"]["login_storm"] = login_storm(plan, page, site.url)
             results["phases"]["memory"] = {"idle_rss_mb": site.idle_rss_mb, "storm_peak_rss_mb": site.peak_rss_mb}
@@ -80,19 +89,39 @@ def load(plan: Plan, target: Target, seconds: float | None = None) -> dict:
 # What the phases measure
 
 
-def throughput(plan: Plan, bare: "Target", page: "Target", page_on_h11: "Target") -> dict:
-    """Bare FastAPI and the protected page, and the page on the pure-Python stack authsite installed
-    before issue 18 (h11, asyncio's loop), interleaved round by round."""
-    rounds = [{"bare": load(plan, bare), "authsite": load(plan, page), "authsite_h11": load(plan, page_on_h11)}
-              for _ in range(plan.rounds)]
+PEERS = {"starlette_session": "Starlette SessionMiddleware (signed cookie)",
+         "fastapi_users": "fastapi-users (cookie, DatabaseStrategy, aiosqlite)"}
+
+
+@contextmanager
+def peer_pages(tmp: Path):
+    """The peers' pages (bench/peers.py), each with its user logged in once."""
+    env = peer_env(tmp)
+    with (server("bench.peers:signed_cookie_app", env) as signed,
+          server("bench.peers:fastapi_users_app", env) as users):
+        yield {"starlette_session": Target(signed.url + "/page", log_in_with_signed_cookie(signed.url)),
+               "fastapi_users": Target(users.url + "/page", log_in_with_fastapi_users(users.url),
+                                       cookie_name=FASTAPI_USERS_COOKIE)}
+
+
+def throughput(plan: Plan, pages: dict[str, "Target"]) -> dict:
+    """Bare FastAPI and the protected page; the page on the pure-Python stack authsite installed
+    before issue 18 (h11, asyncio's loop) and on granian; the peers' pages: interleaved round by round."""
+    rounds = [{name: load(plan, target) for name, target in pages.items()} for _ in range(plan.rounds)]
 
     def median(name: str, figure: str = "rps") -> float:
         return statistics.median(r[name][figure] for r in rounds)
 
-    return {"rounds": rounds, "bare_rps": median("bare"), "authsite_rps": median("authsite"),
-            "ratio": median("authsite") / median("bare"), "authsite_p99_ms": median("authsite", "p99_ms"),
-            "authsite_h11_rps": median("authsite_h11"), "authsite_h11_p99_ms": median("authsite_h11", "p99_ms"),
-            "speedup_over_h11": median("authsite") / median("authsite_h11")}
+    result = {"rounds": rounds, "ratio": median("authsite") / median("bare"),
+              "speedup_over_h11": median("authsite") / median("authsite_h11"),
+              "granian_over_uvicorn": median("authsite_granian") / median("authsite")}
+    for name in pages:
+        result[f"{name}_rps"], result[f"{name}_p99_ms"] = median(name), median(name, "p99_ms")
+    result["peers"] = {peer: {"rps": median(peer), "p99_ms": median(peer, "p99_ms"),
+                              "rps_ratio": median("authsite") / median(peer),
+                              "p99_ratio": median("authsite", "p99_ms") / median(peer, "p99_ms")}
+                       for peer in PEERS}
+    return result
 
 
 def login_storm(plan: Plan, page: "Target", site_url: str) -> dict:
@@ -182,10 +211,15 @@ def startup_time(data_dir: Path) -> dict:
 def report(results: dict) -> None:
     phases = results["phases"]
     t, s = phases["throughput"], phases["login_storm"]
-    lines = [
+    lines = [f"authsite vs {PEERS[name]}: {peer['rps_ratio']:.2f}x the req/s ({t['authsite_rps']:.0f} vs"
+             f" {peer['rps']:.0f}), p99 {t['authsite_p99_ms']:.2f} vs {peer['p99_ms']:.2f} ms ({peer['p99_ratio']:.2f}x)"
+             for name, peer in t["peers"].items()]
+    lines += [
         f"protected page / bare FastAPI: {t['ratio']:.3f}  ({t['authsite_rps']:.0f} vs {t['bare_rps']:.0f} req/s)",
         f"protected page, httptools+uvloop / h11+asyncio: {t['speedup_over_h11']:.2f}  ({t['authsite_rps']:.0f} vs"
         f" {t['authsite_h11_rps']:.0f} req/s; p99 {t['authsite_p99_ms']:.2f} vs {t['authsite_h11_p99_ms']:.2f} ms)",
+        f"protected page, granian / uvicorn: {t['granian_over_uvicorn']:.2f}  ({t['authsite_granian_rps']:.0f} vs"
+        f" {t['authsite_rps']:.0f} req/s; p99 {t['authsite_granian_p99_ms']:.2f} vs {t['authsite_p99_ms']:.2f} ms)",
         f"page p99 with login storm / without: {s['ratio']:.2f}  ({s['p99_storm_ms']:.2f} vs {s['p99_calm_ms']:.2f} ms)",
         f"login throughput / hashing-only limit: {phases['login_throughput']['ratio']:.2f}",
         f"writes to one busy session's row in {phases['writes']['seconds_of_load']} s: {phases['writes']['writes']}"
@@ -195,7 +229,7 @@ def report(results: dict) -> None:
         f"start to first 200: {phases['startup']['seconds_to_first_200']:.2f} s",
     ]
     ts = phases["table_size"]
-    lines.insert(2, f"{ts['rows']:,} session rows / 1 row: {ts['ratio']:.3f}")
+    lines.insert(len(PEERS) + 3, f"{ts['rows']:,} session rows / 1 row: {ts['ratio']:.3f}")
     print("\n".join(lines))
 
 

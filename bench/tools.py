@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,18 +21,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 USERNAME, PASSWORD = "bench", "a bench password of some length"
 SECRET = "bench-secret-key-bench-secret-key-0123456789"
+# fastapi-users knows its users by address (bench/peers.py's page shows the local part) and reads its
+# cookie transport's default cookie name.
+FASTAPI_USERS_EMAIL, FASTAPI_USERS_COOKIE = f"{USERNAME}@example.com", "fastapiusersauth"
 
 
 class Target:
-    def __init__(self, url: str, cookie: str | None = None):
-        self.url, self.cookie = url, cookie
+    def __init__(self, url: str, cookie: str | None = None, cookie_name: str = "session"):
+        self.url, self.cookie, self.cookie_name = url, cookie, cookie_name
 
 
 def wrk(target: Target, *, connections: int, seconds: float) -> dict:
     """One wrk run (one thread, `connections` open): requests/s, p50 and p99 in ms."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     if target.cookie:
-        command += ["-H", f"Cookie: session={target.cookie}"]
+        command += ["-H", f"Cookie: {target.cookie_name}={target.cookie}"]
     out = subprocess.run([*command, target.url], capture_output=True, text=True, check=True, timeout=120).stdout
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non_2xx:
@@ -64,16 +68,24 @@ class Server:
             time.sleep(0.2)
 
 
-# uvicorn's stacks: what authsite installs (httptools and uvloop, which uvicorn picks by itself) and
-# the pure-Python one it installed before issue 18 (h11 and asyncio's own loop), for comparison.
-STACKS = {"default": [], "h11": ["--http", "h11", "--loop", "asyncio"]}
+UVICORN = [sys.executable, "-m", "uvicorn", "--factory", "--log-level", "warning", "--no-access-log"]
+# The servers the page is served on: uvicorn as authsite installs it (httptools and uvloop, which
+# uvicorn picks by itself); the pure-Python stack it installed before issue 18 (h11 and asyncio's own
+# loop), for comparison; and granian (a Rust HTTP server; ASGI with lifespan, uvloop), a candidate.
+STACKS = {
+    "default": UVICORN,
+    "h11": [*UVICORN, "--http", "h11", "--loop", "asyncio"],
+    "granian": [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop",
+                "--log-level", "warning", "--no-access-log"],
+}
 
 
 @contextmanager
-def server(factory: str, env: dict, *, stack: str = "default"):
+def server(factory: str, env: dict, *, stack: str = "default", workers: int = 1):
+    """A server of `workers` processes on a free port, until the block ends (stopped by the PID
+    of its parent, which stops its workers)."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--log-level", "warning", "--no-access-log", *STACKS[stack]]
+    command = [*STACKS[stack], "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), factory]
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -119,12 +131,33 @@ def storm(site_url: str, concurrency: int, seconds: float):
     logins.per_second = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 def log_in(site_url: str) -> str:
-    body = json.dumps({"username": USERNAME, "password": PASSWORD}).encode()
-    request = urllib.request.Request(site_url + "/api/auth/login", data=body,
-                                     headers={"content-type": "application/json"})
+    return _post_json(site_url + "/api/auth/login", {"username": USERNAME, "password": PASSWORD}, "session")
+
+
+def log_in_with_signed_cookie(peer_url: str) -> str:
+    """The session cookie of bench/peers.py's Starlette SessionMiddleware app."""
+    return _post_json(peer_url + "/login", {"username": USERNAME, "password": PASSWORD}, "session")
+
+
+def log_in_with_fastapi_users(peer_url: str) -> str:
+    """Register the bench's user on bench/peers.py's fastapi-users app, then log in: its cookie."""
+    _post_json(peer_url + "/auth/register", {"email": FASTAPI_USERS_EMAIL, "password": PASSWORD})
+    form = urllib.parse.urlencode({"username": FASTAPI_USERS_EMAIL, "password": PASSWORD}).encode()
+    return _cookie(urllib.request.Request(peer_url + "/auth/login", data=form), FASTAPI_USERS_COOKIE)
+
+
+def _post_json(url: str, body: dict, cookie_name: str | None = None) -> str | None:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"content-type": "application/json"})
+    if cookie_name is None:
+        urllib.request.urlopen(request, timeout=60).close()
+        return None
+    return _cookie(request, cookie_name)
+
+
+def _cookie(request: urllib.request.Request, name: str) -> str:
     with urllib.request.urlopen(request, timeout=60) as response:
         cookie = response.headers["set-cookie"]
-    return re.match(r"session=([^;]+)", cookie).group(1)
+    return re.match(rf"{name}=([^;]+)", cookie).group(1)
 
 
 @contextmanager
@@ -216,6 +249,13 @@ def authsite_env(data_dir: Path, url: str) -> dict:
     env.update(AUTHSITE_DATA_DIR=str(data_dir), AUTHSITE_DATABASE_URL=url, AUTHSITE_SECRET_KEY=SECRET,
                AUTHSITE_LOG_LEVEL="warning", AUTHSITE_LOGIN_MAX_FAILURES="100000",
                AUTHSITE_LOGIN_IP_MAX_FAILURES="100000", PYTHONPATH=str(REPO))
+    return env
+
+
+def peer_env(tmp: Path) -> dict:
+    """The peers' environment: fastapi-users on a SQLite file of its own, whatever authsite runs on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSITE_")}
+    env.update(BENCH_PEER_DATABASE_URL=f"sqlite+aiosqlite:///{tmp}/peers.db", PYTHONPATH=str(REPO))
     return env
 
 

@@ -1,5 +1,6 @@
 """The benchmark keeps working: a seconds-long run of every phase (the real numbers never gate CI)."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -11,9 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PHASES = {"throughput", "login_storm", "memory", "memory_h11", "writes", "table_size", "login_throughput", "startup"}
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+needs_bench_extra = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("fastapi_users", "granian", "itsdangerous", "matplotlib")),
+    reason='the bench extra is not installed (pip install -e ".[bench]")')
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
+@needs_wrk
+@needs_bench_extra
 def test_a_quick_benchmark_run_measures_every_phase(tmp_path, database_url):
     out = tmp_path / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSITE_")}
@@ -28,10 +34,14 @@ def test_a_quick_benchmark_run_measures_every_phase(tmp_path, database_url):
     assert PHASES <= set(phases)
     assert phases["throughput"]["ratio"] > 0
     assert phases["throughput"]["speedup_over_h11"] > 0  # the same page on the old pure-Python stack
+    assert phases["throughput"]["authsite_granian_rps"] > 0  # and on granian
+    for peer in ("starlette_session", "fastapi_users"):  # what a user would pick instead, logged in
+        assert phases["throughput"]["peers"][peer]["rps"] > 0
     assert phases["login_throughput"]["logins_per_s"] > 0
     assert phases["writes"]["writes"] is not None  # counted on either database
     assert phases["table_size"]["rows"] > 1
     assert "protected page / bare FastAPI" in result.stdout
+    assert "authsite vs fastapi-users" in result.stdout
 
 
 def test_a_quick_in_process_run_measures_authsites_cost_per_request(tmp_path):
@@ -50,3 +60,27 @@ def test_a_quick_in_process_run_measures_authsites_cost_per_request(tmp_path):
     assert set(measured["breakdown_us"]) == {"middleware", "session", "authsite"}
     assert sum(measured["breakdown_us"].values()) == pytest.approx(measured["extra_us"])
     assert "authsite's extra cost" in result.stdout
+
+
+@needs_wrk
+@needs_bench_extra
+def test_a_quick_cost_curve_has_every_point_in_its_table_and_plot(tmp_path, database_url):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSITE_")}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.curve", "--quick", "--database-url", database_url, "--out-dir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads((tmp_path / "curve.json").read_text())
+    databases = ["sqlite", "postgres"] if database_url.startswith("postgresql") else ["sqlite"]
+    plan = measured["plan"]
+    assert len(measured["points"]) == len(databases) * len(plan["workers"]) * len(plan["connections"])
+    assert all(point["rps"] > 0 for point in measured["points"])
+    table = (tmp_path / "curve.md").read_text()
+    for database in databases:
+        for workers in plan["workers"]:
+            assert table.count(f"| {database} | {workers} |") == 2  # a row in the requests/s and p99 tables
+    assert table in result.stdout
+    assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
