@@ -45,14 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         run_py("create-user", USERNAME, "--password-stdin", env=env, stdin=PASSWORD + "\n")
         with (server("bench.apps:bare_app", env) as bare, server("bench.apps:protected_app", env) as site,
               server("bench.apps:protected_app", env, stack="h11") as old_stack,
-              server("bench.apps:protected_app", env, stack="granian") as on_granian, peer_pages(Path(tmp)) as peers):
+              server("bench.apps:protected_app", env, stack="granian") as on_granian, peer_pages(Path(tmp)) as peers,
+              served_before(args.before, env) as before):
             cookie = log_in(site.url)
             page = Target(site.url + "/page", cookie)
-            results["phases"]["throughput"] = throughput(plan, {
-                "bare": Target(bare.url + "/page"), "authsite": page,
-                "authsite_h11": Target(old_stack.url + "/page", cookie),
-                "authsite_granian": Target(on_granian.url + "/page", cookie), **peers})
+            pages = {"bare": Target(bare.url + "/page"), "authsite": page,
+                     "authsite_h11": Target(old_stack.url + "/page", cookie),
+                     "authsite_granian": Target(on_granian.url + "/page", cookie), **peers}
+            if before:
+                pages["authsite_before"] = Target(before.url + "/page", cookie)
+            results["phases"]["throughput"] = throughput(plan, pages)
             results["phases"]["memory_h11"] = {"idle_rss_mb": old_stack.idle_rss_mb}
+            if before:
+                results["phases"]["memory_before"] = {"idle_rss_mb": before.idle_rss_mb}
             results["phases"]["login_storm"] = login_storm(plan, page, site.url)
             results["phases"]["memory"] = {"idle_rss_mb": site.idle_rss_mb, "storm_peak_rss_mb": site.peak_rss_mb}
             results["phases"]["writes"] = writes_per_session(plan, site.url, url)
@@ -104,6 +109,17 @@ def peer_pages(tmp: Path):
                                        cookie_name=FASTAPI_USERS_COOKIE)}
 
 
+@contextmanager
+def served_before(checkout: str | None, env: dict):
+    """`--before`: the protected page as another checkout of authsite serves it (the code as it was
+    before a change, on the stack it installed then: for issue 18, h11), on the same database."""
+    if not checkout:
+        yield None
+        return
+    with server("bench.apps:protected_app", env, stack="h11", repo=Path(checkout).resolve()) as before:
+        yield before
+
+
 def throughput(plan: Plan, pages: dict[str, "Target"]) -> dict:
     """Bare FastAPI and the protected page; the page on the pure-Python stack authsite installed
     before issue 18 (h11, asyncio's loop) and on granian; the peers' pages: interleaved round by round."""
@@ -115,6 +131,8 @@ def throughput(plan: Plan, pages: dict[str, "Target"]) -> dict:
     result = {"rounds": rounds, "ratio": median("authsite") / median("bare"),
               "speedup_over_h11": median("authsite") / median("authsite_h11"),
               "granian_over_uvicorn": median("authsite_granian") / median("authsite")}
+    if "authsite_before" in pages:
+        result["speedup_over_before"] = median("authsite") / median("authsite_before")
     for name in pages:
         result[f"{name}_rps"], result[f"{name}_p99_ms"] = median(name), median(name, "p99_ms")
     result["peers"] = {peer: {"rps": median(peer), "p99_ms": median(peer, "p99_ms"),
@@ -230,6 +248,11 @@ def report(results: dict) -> None:
     ]
     ts = phases["table_size"]
     lines.insert(len(PEERS) + 3, f"{ts['rows']:,} session rows / 1 row: {ts['ratio']:.3f}")
+    if "speedup_over_before" in t:
+        lines.insert(len(PEERS), f"protected page now / the --before checkout on h11: {t['speedup_over_before']:.2f}"
+                                 f"  ({t['authsite_rps']:.0f} vs {t['authsite_before_rps']:.0f} req/s; p99"
+                                 f" {t['authsite_p99_ms']:.2f} vs {t['authsite_before_p99_ms']:.2f} ms; idle RSS"
+                                 f" {phases['memory']['idle_rss_mb']:.1f} vs {phases['memory_before']['idle_rss_mb']:.1f} MB)")
     print("\n".join(lines))
 
 
@@ -240,6 +263,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--database-url", help="authsite's database (default: a fresh SQLite file)")
     parser.add_argument("--out", help="also write the results as JSON here")
+    parser.add_argument("--before", metavar="CHECKOUT",
+                        help="also serve the page from this checkout of authsite, on h11 (e.g. a git worktree of"
+                             " the commit before issue 18), in the same rounds")
     return parser
 
 

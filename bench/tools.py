@@ -81,12 +81,13 @@ STACKS = {
 
 
 @contextmanager
-def server(factory: str, env: dict, *, stack: str = "default", workers: int = 1):
+def server(factory: str, env: dict, *, stack: str = "default", workers: int = 1, repo: Path = REPO):
     """A server of `workers` processes on a free port, until the block ends (stopped by the PID
-    of its parent, which stops its workers)."""
+    of its parent, which stops its workers). `repo`: the checkout whose code it serves."""
     port = free_port()
     command = [*STACKS[stack], "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), factory]
-    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(env, PYTHONPATH=str(repo))
+    process = subprocess.Popen(command, env=env, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, path="/page" if "bare" in factory else "/healthz")
