@@ -5,8 +5,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from authsite import schema
@@ -121,11 +123,14 @@ def sqlite_file(url: URL) -> str | None:
 def _create_engine(url: str | URL, *, statement_timeout: float | None = POSTGRES_STATEMENT_TIMEOUT_SECONDS) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        on_asyncpg = parsed.get_driver_name() == "asyncpg"
         engine = create_async_engine(
-            parsed, pool_pre_ping=True, pool_timeout=POSTGRES_POOL_TIMEOUT_SECONDS,
+            parsed, pool_pre_ping=not on_asyncpg, pool_timeout=POSTGRES_POOL_TIMEOUT_SECONDS,
             connect_args=_postgres_timeouts(parsed, statement_timeout),
         )
         event.listen(engine.sync_engine, "handle_error", _timed_out_is_gone)
+        if on_asyncpg:
+            event.listen(engine.sync_engine.pool, "checkout", _ping_in_one_round_trip)
         return engine
     if path := sqlite_file(parsed):
         make_private_file(Path(path))
@@ -139,6 +144,22 @@ def _postgres_timeouts(url: URL, statement_timeout: float | None) -> dict:
     if url.get_driver_name() != "asyncpg":
         return {}
     return {"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS, "command_timeout": statement_timeout}
+
+
+def _ping_in_one_round_trip(_dbapi_connection, record, _proxy) -> None:
+    """Every connection taken from the pool is checked first, so a Postgres restart or a dropped
+    connection costs a reconnect, not a failed request (issue 12). SQLAlchemy's own pre-ping on
+    asyncpg is three round trips (BEGIN, an empty query, ROLLBACK); a login takes two connections,
+    and each round trip is a turn of the event loop that serves pages (issue 18). One query in the
+    simple protocol (no statement prepared, so fine behind pgbouncer too) is the same check."""
+    import asyncpg  # here: a site on SQLite never loads it
+
+    try:
+        await_only(record.driver_connection.execute("SELECT 1"))
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # TimeoutError is an OSError
+        # This connection is no use: the pool opens a fresh one (and, like its pre-ping, first
+        # drops the others opened before now, which the same restart will have ended).
+        raise InvalidatePoolError(f"the pooled connection failed its check: {exc!r}") from exc
 
 
 def _timed_out_is_gone(context) -> None:

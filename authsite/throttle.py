@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
 
-from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, literal, select, union_all, update
 
 from authsite.db import Database
 from authsite.models import ThrottleHit, utcnow
@@ -60,17 +60,31 @@ class Attempt:
 # own unit of work (authsite/logins.py). Throttle below runs each as a unit of its own.
 # The statements are built once: building one costs several times what running it does.
 
+# Several rows at once become one INSERT ... VALUES (...), (...) RETURNING (SQLAlchemy's insertmanyvalues).
 _ADD_HIT = insert(_hit).returning(_hit.c.id)
 _IN_WINDOW = (_hit.c.bucket == bindparam("bucket")) & (_hit.c.created_at > bindparam("since"))
 _COUNT = select(func.count()).where(_IN_WINDOW)
 _SETTLED = _IN_WINDOW & _hit.c.pending.is_(False)
 # A bucket's settled failures and its attempts in flight, counted in ONE statement, so in one
 # snapshot: counted apart, attempts settling between the two counts were in neither (on Postgres,
-# under load, seven guesses got through a limit of six).
-_COUNT_RESERVED = select(
-    func.count().filter(_hit.c.pending.is_(False), _hit.c.created_at > bindparam("since")),
-    func.count().filter(_hit.c.pending.is_(True), _hit.c.created_at > bindparam("pending_since")),
-).where(_hit.c.bucket == bindparam("bucket"))
+# under load, seven guesses got through a limit of six). Every bucket of a request is counted in
+# that one statement too (`_count_reserved`): each statement is a round trip, and on Postgres each
+# round trip a turn of the event loop that serves pages (issue 18).
+def _counted_bucket(index: int):
+    return select(
+        literal(index, Integer),
+        func.count().filter(_hit.c.pending.is_(False), _hit.c.created_at > bindparam(f"since_{index}")),
+        func.count().filter(_hit.c.pending.is_(True), _hit.c.created_at > bindparam("pending_since")),
+    ).where(_hit.c.bucket == bindparam(f"bucket_{index}"))
+
+
+@lru_cache(maxsize=8)
+def _count_reserved(buckets: int):
+    """(bucket's index, its failures in its window, its attempts in flight) for each of `buckets`."""
+    parts = [_counted_bucket(index) for index in range(buckets)]
+    return union_all(*parts) if len(parts) > 1 else parts[0]
+
+
 # The hit that decides when the bucket frees up: once it leaves the window, fewer than
 # max_hits others remain.
 _BLOCKING = (
@@ -108,13 +122,17 @@ def reserve(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
     together with the attempts still in flight they would: the caller waits and asks again.
     Either way the request's rows are taken back."""
     result = Attempt()
-    for name, limit in buckets:
-        key = _key(name)
-        result.hit_ids.append(conn.execute(_ADD_HIT, {"bucket": key, "created_at": now, "pending": True}).scalar_one())
-        conn.commit()  # before counting, as in `attempt`
-        window = {"bucket": key, "since": now - limit.window}
-        failures, in_flight = conn.execute(_COUNT_RESERVED, {**window, "pending_since": now - PENDING_LIFETIME}).one()
+    keys = [_key(name) for name, _ in buckets]
+    added = conn.execute(_ADD_HIT, [{"bucket": key, "created_at": now, "pending": True} for key in keys])
+    result.hit_ids = list(added.scalars())
+    conn.commit()  # before counting, as in `attempt`: every bucket's row, in one statement
+    windows = {f"since_{index}": now - limit.window for index, (_, limit) in enumerate(buckets)}
+    bounds = {f"bucket_{index}": key for index, key in enumerate(keys)} | windows
+    counts = conn.execute(_count_reserved(len(buckets)), {**bounds, "pending_since": now - PENDING_LIFETIME})
+    for index, failures, in_flight in sorted(counts):
+        name, limit = buckets[index]
         if failures >= limit.max_hits:
+            window = {"bucket": keys[index], "since": windows[f"since_{index}"]}
             _note_throttled(conn, result, name, window, limit, now)
             continue
         if failures + in_flight > limit.max_hits:

@@ -2,7 +2,10 @@
 
 Paused, it looks to the app exactly like a Postgres stopped with `kill -STOP`: the sockets stay
 open, new connections are accepted, and not a byte is forwarded either way until it resumes (what
-arrived meanwhile is then delivered). Nothing is signalled on the shared test cluster."""
+arrived meanwhile is then delivered). Nothing is signalled on the shared test cluster.
+
+It also counts what the app sends: each time the app writes and then waits for Postgres's answer
+is one read on the relay's app side, so `sent` counts the app's round trips to the database."""
 
 import socket
 import threading
@@ -22,6 +25,7 @@ class PausableRelay:
         self._stopped = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
+        self.sent = 0  # reads from the app's side: its round trips to Postgres
         self._threads = [threading.Thread(target=self._accept_forever, name="relay-accept", daemon=True)]
         self._threads[0].start()
 
@@ -57,12 +61,13 @@ class PausableRelay:
                 continue
             with self._lock:
                 self._sockets += [client, server]
-            for source, target in ((client, server), (server, client)):
-                thread = threading.Thread(target=self._pump, args=(source, target), name="relay-pump", daemon=True)
+            for source, target, counted in ((client, server, True), (server, client, False)):
+                thread = threading.Thread(target=self._pump, args=(source, target, counted), name="relay-pump",
+                                          daemon=True)
                 self._threads.append(thread)
                 thread.start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, counted: bool) -> None:
         source.settimeout(POLL_SECONDS)
         while not self._stopped.is_set():
             if not self._flowing.wait(POLL_SECONDS):
@@ -75,6 +80,9 @@ class PausableRelay:
                 break
             if not data:
                 break
+            if counted:
+                with self._lock:
+                    self.sent += 1
             self._flowing.wait()  # paused after the read: hold what was read until resumed
             try:
                 target.sendall(data)

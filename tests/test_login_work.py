@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from authsite import passwords
 from authsite.logins import LoginRequest
 from authsite.models import AuthEvent, ThrottleHit, utcnow
-from support import log_in
+from support import PASSWORD, form_token, log_in, statements_sent
 
 WRONG_PASSWORD = "not the password at all"
 
@@ -85,6 +85,16 @@ def test_an_unknown_name_costs_the_same_trips_and_one_hash(client, user, trips):
 
     assert trips.count == 2
     assert trips.under_way_while_hashing == [0]
+
+
+def test_a_login_writes_all_its_rate_limit_rows_in_one_statement_and_counts_them_in_one(client, site, user):
+    form = form_token(client)  # the page's own reads stay out of the count
+    with statements_sent(site) as sent:
+        response = client.post("/auth/login", data={"username": "alice", "password": PASSWORD, "csrf_token": form})
+    assert response.status_code == 303
+    on_hits = [sql.split()[0].upper() for sql, _ in sent if "throttle_hit" in sql]
+    # Reserved (one INSERT of both buckets' rows), counted (one SELECT), given back (one DELETE).
+    assert on_hits == ["INSERT", "SELECT", "DELETE"], on_hits
 
 
 def test_a_throttled_login_is_one_trip_and_no_hash(client, user, trips):
