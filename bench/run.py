@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.tools import (
-    FASTAPI_USERS_COOKIE, PASSWORD, REPO, USERNAME, BenchDatabase, Target, authsite_env, database, free_port, log_in,
+    FASTAPI_USERS_COOKIE, PASSWORD, REPO, USERNAME, BenchDatabase, Target, authsite_env, cpu_seconds_by_part, database,
+    free_port, log_in,
     log_in_with_fastapi_users, log_in_with_signed_cookie, machine_facts, peer_env, run_py, server, stop, storm,
     wait_healthy, wrk,
 )
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             results["phases"]["memory_h11"] = {"idle_rss_mb": old_stack.idle_rss_mb}
             if before:
                 results["phases"]["memory_before"] = {"idle_rss_mb": before.idle_rss_mb}
-            results["phases"]["login_storm"] = login_storm(plan, page, site.url)
+            results["phases"]["login_storm"] = login_storm(plan, page, site)
             results["phases"]["memory"] = {"idle_rss_mb": site.idle_rss_mb, "storm_peak_rss_mb": site.peak_rss_mb}
             results["phases"]["writes"] = writes_per_session(plan, site.url, url)
             results["phases"]["table_size"] = table_size(plan, page, url)
@@ -142,17 +143,25 @@ def throughput(plan: Plan, pages: dict[str, "Target"]) -> dict:
     return result
 
 
-def login_storm(plan: Plan, page: "Target", site_url: str) -> dict:
-    """Page p99 while `storm_logins` logins run without pause, against p99 without (interleaved)."""
+def login_storm(plan: Plan, page: "Target", site: "Server") -> dict:
+    """Page p99 while `storm_logins` logins run without pause, against p99 without (interleaved);
+    then one storm alone, for the CPU each login costs the server's process, its hashing process
+    and the database's processes (the parts that share the page's cores)."""
     calm, stormy = [], []
     for _ in range(plan.rounds):
         calm.append(load(plan, page)["p99_ms"])
-        with storm(site_url, plan.storm_logins, seconds=plan.duration + 1) as logins:
+        with storm(site.url, plan.storm_logins, seconds=plan.duration + 1) as logins:
             stormy.append(load(plan, page)["p99_ms"])
         logins_done = logins.count
     p99_calm, p99_storm = statistics.median(calm), statistics.median(stormy)
+    before = cpu_seconds_by_part(site.process.pid)
+    with storm(site.url, plan.storm_logins, seconds=plan.duration) as alone:
+        pass
+    spent = cpu_seconds_by_part(site.process.pid)
     return {"p99_calm_ms": p99_calm, "p99_storm_ms": p99_storm, "ratio": p99_storm / p99_calm,
-            "logins_during_last_storm": logins_done}
+            "logins_during_last_storm": logins_done,
+            "cpu_ms_per_login": {part: 1000 * (seconds - before[part]) / max(alone.count, 1)
+                                 for part, seconds in spent.items()}}
 
 
 def table_size(plan: Plan, page: "Target", url: str) -> dict:
@@ -239,6 +248,7 @@ def report(results: dict) -> None:
         f"protected page, granian / uvicorn: {t['granian_over_uvicorn']:.2f}  ({t['authsite_granian_rps']:.0f} vs"
         f" {t['authsite_rps']:.0f} req/s; p99 {t['authsite_granian_p99_ms']:.2f} vs {t['authsite_p99_ms']:.2f} ms)",
         f"page p99 with login storm / without: {s['ratio']:.2f}  ({s['p99_storm_ms']:.2f} vs {s['p99_calm_ms']:.2f} ms)",
+        "CPU per login in a storm without page load: " + ", ".join(f"{part} {ms:.1f} ms" for part, ms in s["cpu_ms_per_login"].items()),
         f"login throughput / hashing-only limit: {phases['login_throughput']['ratio']:.2f}",
         f"writes to one busy session's row in {phases['writes']['seconds_of_load']} s: {phases['writes']['writes']}"
         f" (at most {phases['writes']['allowed']})",

@@ -49,6 +49,33 @@ def _latency(out: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
+def cpu_seconds_by_part(server_pid: int) -> dict[str, float]:
+    """CPU time used so far by the server's process, by its child processes (the hashing process)
+    and by this machine's Postgres processes (none on SQLite), from /proc."""
+    children = [int(pid) for pid in Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()]
+    postgres = [int(entry.name) for entry in Path("/proc").iterdir()
+                if entry.name.isdigit() and _command_of(entry).startswith("postgres")]
+    return {"server": _cpu_seconds([server_pid]), "hashing": _cpu_seconds(children), "postgres": _cpu_seconds(postgres)}
+
+
+def _command_of(proc: Path) -> str:
+    try:
+        return (proc / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class Server:
     def __init__(self, process: subprocess.Popen, url: str):
         self.process, self.url, self.peak_rss_mb = process, url, 0.0

@@ -48,6 +48,7 @@ def test_a_quick_benchmark_run_measures_every_phase(tmp_path, database_url):
     for peer in ("starlette_session", "fastapi_users"):  # what a user would pick instead, logged in
         assert phases["throughput"]["peers"][peer]["rps"] > 0
     assert phases["login_throughput"]["logins_per_s"] > 0
+    assert phases["login_storm"]["cpu_ms_per_login"]["hashing"] > 0  # where a login's CPU goes, by process
     assert phases["writes"]["writes"] is not None  # counted on either database
     assert phases["table_size"]["rows"] > 1
     assert "protected page / bare FastAPI" in result.stdout
