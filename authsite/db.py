@@ -1,5 +1,7 @@
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+import contextlib
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -108,6 +110,45 @@ class _SqliteWriter:
     def close(self) -> None:
         self._thread.shutdown(wait=True)  # lets work already handed over finish; idempotent
         self.engine.dispose()
+
+
+AUTOCOMMIT = "AUTOCOMMIT"
+
+
+@contextmanager
+def each_statement_committed(conn: Connection) -> Iterator[Connection]:
+    """The block's statements each committed as it runs (autocommit), where no transaction is open.
+
+    On Postgres a transaction is three round trips for one statement (BEGIN, the statement, COMMIT),
+    and each round trip a turn of the event loop that serves pages: a login's rate-limit rows, its
+    counts and its audit event need no transaction around each of them (issue 18). Inside an open
+    transaction this changes nothing: switching would end it. Nested blocks share the outer one."""
+    if conn.get_execution_options().get("isolation_level") == AUTOCOMMIT or conn.in_transaction():
+        yield conn
+        return
+    conn.execution_options(isolation_level=AUTOCOMMIT)
+    try:
+        yield conn
+    except BaseException:
+        _leave_autocommit(conn, failed=True)
+        raise
+    _leave_autocommit(conn, failed=False)
+
+
+def _leave_autocommit(conn: Connection, *, failed: bool) -> None:
+    try:
+        if conn.in_transaction():
+            # Sends nothing (every statement committed already): it ends SQLAlchemy's own record of one.
+            if failed:
+                conn.rollback()
+            else:
+                conn.commit()
+        conn.execution_options(isolation_level=conn.default_isolation_level)
+    except Exception:
+        with contextlib.suppress(Exception):
+            conn.invalidate()  # never back in the pool still committing every statement
+        if not failed:
+            raise  # else the block's own error is the one to tell
 
 
 def sqlite_file(url: URL) -> str | None:

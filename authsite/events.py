@@ -10,7 +10,7 @@ from sqlalchemy import Connection, delete, insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from authsite.db import Database
+from authsite.db import Database, each_statement_committed
 from authsite.lookalikes import BIDI_CONTROLS
 from authsite.models import AuthEvent, User, utcnow
 from authsite.rules import MAX_ROW_ID, username_key
@@ -131,8 +131,9 @@ def store(conn: Connection, event: dict) -> None:
     """Insert and commit one prepared event on `conn`, after whatever the caller committed.
     Never raises: the audit log must not turn a successful login (or a refused one) into a 500."""
     try:
-        conn.execute(_INSERT, event)
-        conn.commit()
+        with each_statement_committed(conn):  # one round trip on Postgres, not three
+            conn.execute(_INSERT, event)
+        conn.commit()  # when the caller left a transaction open
     except Exception as exc:
         with contextlib.suppress(Exception):
             conn.rollback()

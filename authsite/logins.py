@@ -19,7 +19,7 @@ from functools import partial
 from sqlalchemy import Connection, bindparam, select, update
 
 from authsite import events, pending, rules, sessions, throttle
-from authsite.db import Database
+from authsite.db import Database, each_statement_committed
 from authsite.events import Kind
 from authsite.factors.second_factors import available_methods
 from authsite.models import User, utcnow
@@ -220,6 +220,11 @@ def reserve_attempt(conn: Connection, *, limits: Limits, buckets: throttle.Bucke
 
 
 def _before_hash(conn: Connection, *, limits: Limits, request: LoginRequest, now: datetime) -> _Before:
+    with each_statement_committed(conn):  # a read and the reservation: no transaction needed around them
+        return _reserve_login(conn, limits=limits, request=request, now=now)
+
+
+def _reserve_login(conn: Connection, *, limits: Limits, request: LoginRequest, now: datetime) -> _Before:
     user = _find_account(conn, request.username)
     # A browser that has signed in to this account before is counted on its own: strangers
     # sharing its address (behind a proxy, a NAT) cannot lock the owner out (OWASP device cookies).
@@ -273,12 +278,13 @@ def _check_event(check: PasswordCheck, *, reason: str = "wrong_current_password"
 def _count_failure(conn: Connection, *, request: LoginRequest, user: User | None, reason: str,
                    hit_ids: tuple[int, ...]) -> None:
     # The reservation becomes a failure in each bucket (the name's, and the address's across all
-    # names: password spraying).
-    throttle.settle(conn, list(hit_ids))
-    conn.commit()
-    account_id = user.id if user is not None else None
-    events.store(conn, login_event(Kind.LOGIN_FAILED, request, user_id=account_id, username=request.username,
-                              reason=reason))
+    # names: password spraying): one statement, committed on its own, then the audit event.
+    with each_statement_committed(conn):
+        throttle.settle(conn, list(hit_ids))
+        conn.commit()
+        account_id = user.id if user is not None else None
+        events.store(conn, login_event(Kind.LOGIN_FAILED, request, user_id=account_id, username=request.username,
+                                       reason=reason))
 
 
 def _hold_unconfirmed(conn: Connection, *, request: LoginRequest, user: User, hit_ids: tuple[int, ...]) -> None:

@@ -19,7 +19,7 @@ from functools import lru_cache, partial
 
 from sqlalchemy import Connection, Integer, bindparam, delete, func, insert, literal, select, union_all, update
 
-from authsite.db import Database
+from authsite.db import Database, each_statement_committed
 from authsite.models import ThrottleHit, utcnow
 from authsite.rules import email_key, normalise_email, username_key
 
@@ -100,18 +100,19 @@ def attempt(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
     A throttled request takes its rows back, so waiting out Retry-After is
     enough (hammering while locked out does not push the wait further)."""
     result = Attempt()
-    for name, limit in buckets:
-        key = _key(name)
-        hit_id = conn.execute(_ADD_HIT, {"bucket": key, "created_at": now, "pending": False}).scalar_one()
-        result.hit_ids.append(hit_id)
-        # Committed before counting: simultaneous requests then each count the others' rows.
-        conn.commit()
-        window = {"bucket": key, "since": now - limit.window}
-        if conn.execute(_COUNT, window).scalar_one() > limit.max_hits:
-            _note_throttled(conn, result, name, window, limit, now)
-    if result.is_throttled:
-        forgive(conn, result.hit_ids)
-        result.hit_ids = []
+    with each_statement_committed(conn):
+        for name, limit in buckets:
+            key = _key(name)
+            hit_id = conn.execute(_ADD_HIT, {"bucket": key, "created_at": now, "pending": False}).scalar_one()
+            result.hit_ids.append(hit_id)
+            # Committed before counting: simultaneous requests then each count the others' rows.
+            conn.commit()
+            window = {"bucket": key, "since": now - limit.window}
+            if conn.execute(_COUNT, window).scalar_one() > limit.max_hits:
+                _note_throttled(conn, result, name, window, limit, now)
+        if result.is_throttled:
+            forgive(conn, result.hit_ids)
+            result.hit_ids = []
     return result
 
 
@@ -123,23 +124,24 @@ def reserve(conn: Connection, buckets: Buckets, now: datetime) -> Attempt:
     Either way the request's rows are taken back."""
     result = Attempt()
     keys = [_key(name) for name, _ in buckets]
-    added = conn.execute(_ADD_HIT, [{"bucket": key, "created_at": now, "pending": True} for key in keys])
-    result.hit_ids = list(added.scalars())
-    conn.commit()  # before counting, as in `attempt`: every bucket's row, in one statement
-    windows = {f"since_{index}": now - limit.window for index, (_, limit) in enumerate(buckets)}
-    bounds = {f"bucket_{index}": key for index, key in enumerate(keys)} | windows
-    counts = conn.execute(_count_reserved(len(buckets)), {**bounds, "pending_since": now - PENDING_LIFETIME})
-    for index, failures, in_flight in sorted(counts):
-        name, limit = buckets[index]
-        if failures >= limit.max_hits:
-            window = {"bucket": keys[index], "since": windows[f"since_{index}"]}
-            _note_throttled(conn, result, name, window, limit, now)
-            continue
-        if failures + in_flight > limit.max_hits:
-            result.busy = True
-    if result.is_throttled or result.busy:
-        forgive(conn, result.hit_ids)
-        result.hit_ids = []
+    with each_statement_committed(conn):
+        added = conn.execute(_ADD_HIT, [{"bucket": key, "created_at": now, "pending": True} for key in keys])
+        result.hit_ids = list(added.scalars())
+        conn.commit()  # before counting, as in `attempt` (a no-op where each statement commits anyway)
+        windows = {f"since_{index}": now - limit.window for index, (_, limit) in enumerate(buckets)}
+        bounds = {f"bucket_{index}": key for index, key in enumerate(keys)} | windows
+        counts = conn.execute(_count_reserved(len(buckets)), {**bounds, "pending_since": now - PENDING_LIFETIME})
+        for index, failures, in_flight in sorted(counts):
+            name, limit = buckets[index]
+            if failures >= limit.max_hits:
+                window = {"bucket": keys[index], "since": windows[f"since_{index}"]}
+                _note_throttled(conn, result, name, window, limit, now)
+                continue
+            if failures + in_flight > limit.max_hits:
+                result.busy = True
+        if result.is_throttled or result.busy:
+            forgive(conn, result.hit_ids)
+            result.hit_ids = []
     return result
 
 

@@ -6,10 +6,12 @@ during a login storm. These tests pin the shape that fixed it (authsite/logins.p
 import threading
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import col, select
 
 from authsite import passwords
+from authsite.db import each_statement_committed
 from authsite.logins import LoginRequest
 from authsite.models import AuthEvent, ThrottleHit, utcnow
 from support import PASSWORD, form_token, log_in, statements_sent
@@ -194,3 +196,59 @@ def test_on_sqlite_a_unit_of_work_runs_off_the_event_loop_on_a_tuned_connection(
 
 async def _current_thread_name() -> str:
     return threading.current_thread().name
+
+
+# Statements committed one by one (authsite/db.py: each_statement_committed), where a login's
+# rate-limit rows and audit events need no transaction around them (issue 18: fewer round trips).
+
+
+def test_in_an_autocommit_block_each_statement_is_committed_as_it_runs(client, site, run_db):
+    def add_then_give_up(conn):
+        with each_statement_committed(conn):
+            add_hit(conn, "committed as it ran")
+            raise RuntimeError("gave up after it")
+
+    with pytest.raises(RuntimeError, match="gave up after it"):
+        client.portal.call(site.database.run, add_then_give_up)
+
+    assert hits(run_db) == ["committed as it ran"]
+
+
+def test_after_an_autocommit_block_statements_are_in_a_transaction_again(client, site, run_db):
+    def block_then_more(conn):
+        with each_statement_committed(conn):
+            add_hit(conn, "in the block")
+        add_hit(conn, "after it, never committed")
+        raise RuntimeError("gave up")
+
+    with pytest.raises(RuntimeError, match="gave up"):
+        client.portal.call(site.database.run, block_then_more)
+
+    assert hits(run_db) == ["in the block"]
+
+
+def test_an_autocommit_block_inside_an_open_transaction_changes_nothing(client, site, run_db):
+    def in_a_transaction(conn):
+        add_hit(conn, "opened the transaction")
+        with each_statement_committed(conn):
+            add_hit(conn, "still in it")
+        raise RuntimeError("gave up")
+
+    with pytest.raises(RuntimeError, match="gave up"):
+        client.portal.call(site.database.run, in_a_transaction)
+
+    assert hits(run_db) == []
+
+
+def test_a_statement_that_fails_in_an_autocommit_block_is_the_error_raised(client, site, run_db):
+    def bad_statement(conn):
+        with each_statement_committed(conn):
+            add_hit(conn, "before the bad one")
+            conn.execute(text("SELECT no_such_column FROM throttle_hit"))
+
+    with pytest.raises((ProgrammingError, OperationalError)):  # Postgres says the first, SQLite the second
+        client.portal.call(site.database.run, bad_statement)
+
+    assert hits(run_db) == ["before the bad one"]
+    client.portal.call(site.database.run, lambda conn: add_hit(conn, "the next unit works"))
+    assert hits(run_db) == ["before the bad one", "the next unit works"]
