@@ -28,6 +28,22 @@ needs_bench_extra = pytest.mark.skipif(
            ' then BENCH_PYTHON=.venv-bench/bin/python')
 
 
+def test_a_quick_in_process_run_measures_what_a_login_costs_besides_its_hash(tmp_path, database_url):
+    out = tmp_path / "login_cost.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSITE_")}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.login_cost", "--quick", "--database-url", database_url, "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(out.read_text())
+    assert measured["cpu_ms"] > 0
+    assert 3 <= measured["statements"] <= 12  # the account, the reservation and its count, the session, the event
+    assert "a login besides its hash" in result.stdout
+
+
 @needs_wrk
 @needs_bench_extra
 def test_a_quick_benchmark_run_measures_every_phase(tmp_path, database_url):
