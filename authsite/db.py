@@ -1,17 +1,21 @@
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
 import contextlib
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_only
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+try:
+    from sqlalchemy.util import await_  # SQLAlchemy 2.1
+except ImportError:
+    from sqlalchemy.util import await_only as await_  # 2.0
 
 from authsite import schema
 from authsite.files import make_private_file
@@ -136,6 +140,14 @@ def each_statement_committed(conn: Connection) -> Iterator[Connection]:
 
 
 def _leave_autocommit(conn: Connection, *, failed: bool) -> None:
+    if conn.invalidated or conn.closed:
+        # The connection was lost in the block (or ended by a timeout, see _timed_out_is_gone): it
+        # is discarded, never pooled again. Switching its level back would open a new one first,
+        # waiting on a database that is just then failing to answer. Rolling back sends nothing
+        # then: it only clears SQLAlchemy's record of the lost transaction.
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        return
     try:
         if conn.in_transaction():
             # Sends nothing (every statement committed already): it ends SQLAlchemy's own record of one.
@@ -171,6 +183,7 @@ def _create_engine(url: str | URL, *, statement_timeout: float | None = POSTGRES
         )
         event.listen(engine.sync_engine, "handle_error", _timed_out_is_gone)
         if on_asyncpg:
+            event.listen(engine.sync_engine.pool, "connect", _opened)
             event.listen(engine.sync_engine.pool, "checkout", _ping_in_one_round_trip)
         return engine
     if path := sqlite_file(parsed):
@@ -192,15 +205,28 @@ def _ping_in_one_round_trip(_dbapi_connection, record, _proxy) -> None:
     connection costs a reconnect, not a failed request (issue 12). SQLAlchemy's own pre-ping on
     asyncpg is three round trips (BEGIN, an empty query, ROLLBACK); a login takes two connections,
     and each round trip is a turn of the event loop that serves pages (issue 18). One query in the
-    simple protocol (no statement prepared, so fine behind pgbouncer too) is the same check."""
+    simple protocol (no statement prepared) is the same check. A connection just opened is not
+    checked, as the pre-ping does not: the pool would give up after a second failed check with an
+    error that is no database error (a 500, where a database that does not answer gets a 503)."""
+    if record.info.pop(_FRESH, False):
+        return
     import asyncpg  # here: a site on SQLite never loads it
 
+    connection = record.driver_connection
     try:
-        await_only(record.driver_connection.execute("SELECT 1"))
+        await_(connection.execute("SELECT 1"))
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # TimeoutError is an OSError
-        # This connection is no use: the pool opens a fresh one (and, like its pre-ping, first
-        # drops the others opened before now, which the same restart will have ended).
-        raise InvalidatePoolError(f"the pooled connection failed its check: {exc!r}") from exc
+        # This connection is no use: the pool opens a fresh one. One that the server closed (a
+        # restart) means the others opened before now are gone too: the pool drops them as well.
+        gone = InvalidatePoolError if connection.is_closed() else DisconnectionError
+        raise gone(f"the pooled connection failed its check: {exc!r}") from exc
+
+
+def _opened(_dbapi_connection, record) -> None:
+    record.info[_FRESH] = True
+
+
+_FRESH = "authsite_fresh"
 
 
 def _timed_out_is_gone(context) -> None:

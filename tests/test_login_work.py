@@ -6,7 +6,7 @@ during a login storm. These tests pin the shape that fixed it (authsite/logins.p
 import threading
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import col, select
 
@@ -252,3 +252,27 @@ def test_a_statement_that_fails_in_an_autocommit_block_is_the_error_raised(clien
     assert hits(run_db) == ["before the bad one"]
     client.portal.call(site.database.run, lambda conn: add_hit(conn, "the next unit works"))
     assert hits(run_db) == ["before the bad one", "the next unit works"]
+
+
+def test_a_connection_lost_in_an_autocommit_block_is_not_reopened_on_the_way_out(client, site):
+    """Switching a lost connection back out of autocommit would open a new one first, waiting on
+    a database that is just then failing to answer; the lost one is discarded instead."""
+    engine = site.database.run_engine
+
+    def lost(context):
+        if "no_such_column" in str(context.statement):
+            context.is_disconnect = True  # as a dropped connection or a timeout is treated
+
+    def still_the_lost_one_after_the_block(conn) -> bool:
+        try:
+            with each_statement_committed(conn):
+                conn.execute(text("SELECT no_such_column FROM throttle_hit"))
+        except (ProgrammingError, OperationalError):
+            return conn.invalidated
+        raise AssertionError("the statement should have failed")
+
+    event.listen(engine, "handle_error", lost)
+    try:
+        assert client.portal.call(site.database.run, still_the_lost_one_after_the_block) is True
+    finally:
+        event.remove(engine, "handle_error", lost)

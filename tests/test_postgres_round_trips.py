@@ -102,3 +102,21 @@ async def _drop_other_connections(database_url: str) -> None:
                            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
     finally:
         await conn.close()
+
+
+def test_a_login_succeeds_when_the_pooled_connections_check_keeps_failing(client, user, monkeypatch):
+    """A pooled connection that fails its check is replaced, and a connection just opened is not
+    checked again: the request goes on on the new one instead of failing with a 500."""
+    import asyncpg
+
+    assert api_log_in(client).status_code == 200  # the pool holds a connection now
+    real_execute = asyncpg.Connection.execute
+
+    async def check_times_out(self, query, *args, **kwargs):
+        if query == "SELECT 1":
+            raise TimeoutError("no answer to the check")
+        return await real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", check_times_out)
+    response = api_log_in(client)
+    assert response.status_code == 200, response.text
