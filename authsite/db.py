@@ -210,12 +210,10 @@ def _ping_in_one_round_trip(_dbapi_connection, record, _proxy) -> None:
     error that is no database error (a 500, where a database that does not answer gets a 503)."""
     if record.info.pop(_FRESH, False):
         return
-    import asyncpg  # here: a site on SQLite never loads it
-
     connection = record.driver_connection
     try:
         await_(connection.execute("SELECT 1"))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # TimeoutError is an OSError
+    except Exception as exc:  # any error at all: a dropped connection can leave asyncpg's state odd
         # This connection is no use: the pool opens a fresh one. One that the server closed (a
         # restart) means the others opened before now are gone too: the pool drops them as well.
         gone = InvalidatePoolError if connection.is_closed() else DisconnectionError

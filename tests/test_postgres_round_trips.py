@@ -100,6 +100,12 @@ async def _drop_other_connections(database_url: str) -> None:
     try:
         await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        # pg_terminate_backend only signals: wait until the backends have gone.
+        for _ in range(100):
+            if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity"
+                                       " WHERE datname = current_database() AND pid <> pg_backend_pid()"):
+                break
+            await asyncio.sleep(0.05)
     finally:
         await conn.close()
 
