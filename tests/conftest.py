@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 
 from authsite import Settings, accounts, create_app, passwords
 from authsite.app import AuthSite
-from relay import PausableRelay
 from support import PASSWORD, Clock, log_in
 
 TEST_DATABASE_URL = os.environ.get("AUTHSITE_TEST_DATABASE_URL")
@@ -210,16 +209,6 @@ def clock(site) -> Clock:
     """The time the site's authenticator codes are checked at, moved on by the test."""
     site.factors.clock = Clock(time.time())
     return site.factors.clock
-
-
-@pytest.fixture
-def relay(database_url) -> Iterator[PausableRelay]:
-    """A relay on 127.0.0.1 in front of the test's Postgres (tests/relay.py): a test that gives the
-    site `relayed_url(database_url, relay)` can pause its database or count its round trips."""
-    url = make_url(database_url)
-    relay = PausableRelay((url.host, url.port))
-    yield relay
-    relay.close()
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ is one read on the relay's app side, so `sent` counts the app's round trips to t
 import socket
 import threading
 
-from sqlalchemy.engine import make_url
-
 CHUNK = 65536
 POLL_SECONDS = 0.2
 
@@ -102,8 +100,3 @@ def _close(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
-
-
-def relayed_url(database_url: str, relay: PausableRelay) -> str:
-    """The database URL that reaches the same database through `relay`."""
-    return make_url(database_url).set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)

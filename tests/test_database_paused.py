@@ -11,8 +11,9 @@ from concurrent.futures import TimeoutError as NoAnswer
 
 import httpx2
 import pytest
+from sqlalchemy.engine import make_url
 
-from relay import relayed_url
+from relay import PausableRelay
 from support import PASSWORD, form_token, log_in
 
 pytestmark = pytest.mark.postgres_only
@@ -25,9 +26,21 @@ CONCURRENT_VISITORS = 30
 
 
 @pytest.fixture
+def relay(database_url):
+    url = make_url(database_url)
+    relay = PausableRelay((url.host, url.port))
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
 def settings(make_settings, database_url, relay):
     """The site's database is the test database, reached through the relay."""
     return make_settings(database_url=relayed_url(database_url, relay))
+
+
+def relayed_url(database_url: str, relay: PausableRelay) -> str:
+    return make_url(database_url).set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 from sqlalchemy.engine import make_url
 
-from relay import relayed_url
+from relay import PausableRelay
 from support import PASSWORD
 
 pytestmark = pytest.mark.postgres_only
@@ -26,9 +26,17 @@ FAILED_LOGIN_ROUND_TRIPS = 7
 
 
 @pytest.fixture
+def relay(database_url):
+    url = make_url(database_url)
+    relay = PausableRelay((url.host, url.port))
+    yield relay
+    relay.close()
+
+
+@pytest.fixture
 def settings(make_settings, database_url, relay):
-    """The site's database is the test database, reached through the relay that counts."""
-    return make_settings(database_url=relayed_url(database_url, relay))
+    relayed = make_url(database_url).set(host="127.0.0.1", port=relay.port)
+    return make_settings(database_url=relayed.render_as_string(hide_password=False))
 
 
 def api_log_in(client):
